@@ -1,0 +1,51 @@
+# The README's commands. Each one bootstraps what it needs on a fresh machine:
+# a Python venv with mbd installed, and the Kafka/Spark jars fetched by Maven.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+JARS_STAMP := .cache/jars/.pom-sha256
+POMS := infra/pom.xml infra/broker-jars/pom.xml infra/spark-jars/pom.xml infra/maven-settings.xml
+DATA ?= data
+
+.PHONY: run test lint bench jars tools clean stop
+
+# Java and Maven come with this kind of machine; install them from Debian if a machine lacks them.
+tools:
+	@command -v java >/dev/null && command -v mvn >/dev/null || { \
+	  echo "installing Java 17 and Maven from Debian"; \
+	  apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless maven >/dev/null; }
+
+$(INSTALLED): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+$(JARS_STAMP): $(INSTALLED) $(POMS) | tools
+	$(BIN)/mbd setup
+
+jars: $(JARS_STAMP)
+
+lint: $(INSTALLED)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: $(INSTALLED) $(JARS_STAMP) lint
+	$(BIN)/pytest
+
+run: $(INSTALLED) $(JARS_STAMP)
+	$(BIN)/mbd broker start --data-dir $(DATA)/kafka
+	@echo "Only the Kafka broker runs so far (127.0.0.1:9092, log in $(DATA)/kafka);"
+	@echo "stop it with: make stop"
+
+stop: $(INSTALLED)
+	$(BIN)/mbd broker stop --data-dir $(DATA)/kafka
+
+bench: $(INSTALLED) $(JARS_STAMP)
+	mkdir -p bench/results
+	$(BIN)/python bench/kafka_producer.py | tee bench/results/kafka_producer.txt
+
+clean:
+	rm -rf $(VENV) .cache .pytest_cache .ruff_cache .mypy_cache

@@ -1,0 +1,142 @@
+"""Settings for every part of mbd, read from the environment (prefix ``MBD_``).
+
+Each group is its own pydantic-settings class with its own prefix, so a service composes the
+groups it needs and every variable has one meaning wherever it is read. Validators fail fast
+and name the bad value.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from common.topics import PREDICTIONS_TOPIC, READINGS_TOPIC
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CLASSES = ("walking", "jogging", "upstairs", "downstairs", "sitting", "standing")
+
+_HOST_PORT = re.compile(r"^[A-Za-z0-9._\-\[\]:]+:(\d{1,5})$")
+_SPARK_MASTER = re.compile(r"^(local(\[(\*|\d+)(,\d+)?\])?|spark://.+|yarn|k8s://.+|mesos://.+)$")
+
+
+class KafkaSettings(BaseSettings):
+    """Where the broker is and what the topics are called."""
+
+    model_config = SettingsConfigDict(env_prefix="MBD_KAFKA_", frozen=True)
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    readings_topic: str = READINGS_TOPIC
+    predictions_topic: str = PREDICTIONS_TOPIC
+    partitions: int = Field(default=4, ge=1, le=1000)
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _host_ports(cls, value: str) -> str:
+        for server in value.split(","):
+            match = _HOST_PORT.match(server.strip())
+            if not match or not 0 < int(match.group(1)) < 65536:
+                raise ValueError(f"bootstrap server {server!r} is not host:port")
+        return value
+
+    @property
+    def bootstrap_list(self) -> list[str]:
+        return [server.strip() for server in self.bootstrap_servers.split(",")]
+
+
+class JvmSettings(BaseSettings):
+    """Where the jars fetched by infra/pom.xml live, and which Java runs them."""
+
+    model_config = SettingsConfigDict(env_prefix="MBD_", frozen=True)
+
+    jars_dir: Path = PROJECT_ROOT / ".cache" / "jars"
+    java: str = "java"
+
+    @property
+    def broker_jars(self) -> Path:
+        return self.jars_dir / "broker"
+
+    @property
+    def spark_jars(self) -> Path:
+        return self.jars_dir / "spark"
+
+
+class BrokerSettings(BaseSettings):
+    """The embedded single-node Apache Kafka broker (KRaft: broker and controller in one JVM)."""
+
+    model_config = SettingsConfigDict(env_prefix="MBD_BROKER_", frozen=True)
+
+    host: str = "127.0.0.1"
+    advertised_host: str | None = None  # what clients are told to dial; defaults to host
+    port: int = Field(default=9092, ge=1, le=65535)
+    data_dir: Path = Path("data/kafka")
+    heap: str = "512m"
+    start_timeout_s: float = Field(default=60.0, gt=0)
+
+    @field_validator("heap")
+    @classmethod
+    def _heap_size(cls, value: str) -> str:
+        if not re.fullmatch(r"\d+[kKmMgG]", value):
+            raise ValueError(f"heap {value!r} is not a JVM size such as 512m or 2g")
+        return value
+
+
+class SparkSettings(BaseSettings):
+    """How mbd's Spark jobs reach a cluster: local[*] by default, any master by configuration."""
+
+    model_config = SettingsConfigDict(env_prefix="MBD_SPARK_", frozen=True)
+
+    master: str = "local[*]"
+    shuffle_partitions: int = Field(default=4, ge=1)
+    driver_memory: str = "2g"
+    executor_memory: str = "1g"
+    ui_enabled: bool = False
+    extra_conf: Annotated[dict[str, str], Field(default_factory=dict)]
+
+    @field_validator("master")
+    @classmethod
+    def _known_master(cls, value: str) -> str:
+        if not _SPARK_MASTER.match(value):
+            raise ValueError(
+                f"Spark master {value!r} is not local[...], spark://host:port, yarn or k8s://..."
+            )
+        return value
+
+
+class WireSettings(BaseSettings):
+    """Limits of the wire contract: what a batch from a phone may contain."""
+
+    model_config = SettingsConfigDict(env_prefix="MBD_WIRE_", frozen=True)
+
+    classes: Annotated[tuple[str, ...], NoDecode] = DEFAULT_CLASSES
+    max_accel_samples: int = Field(default=1000, ge=1)
+    max_gps_fixes: int = Field(default=200, ge=1)
+    max_abs_accel: float = Field(default=160.0, gt=0)
+    max_future_ms: int = Field(default=300_000, ge=0)
+    max_body_bytes: int = Field(default=1 << 20, ge=1024)
+
+    @field_validator("classes", mode="before")
+    @classmethod
+    def _split_classes(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [name.strip() for name in value.split(",") if name.strip()]
+        return value
+
+    @field_validator("classes")
+    @classmethod
+    def _distinct_classes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if len(value) < 2:
+            raise ValueError(f"need at least two activity classes, got {list(value)}")
+        if len(set(value)) != len(value):
+            raise ValueError(f"activity classes repeat: {list(value)}")
+        return value
+
+
+@cache
+def default_wire_settings() -> WireSettings:
+    """The wire limits from the environment, read once per process."""
+    return WireSettings()

@@ -1,0 +1,68 @@
+"""The one way mbd builds a SparkSession.
+
+It puts Spark's Kafka connector (fetched by infra/pom.xml) on the class path, makes Spark's Python
+workers run this very interpreter (the venv's), and takes the master URL from settings, so the
+same job runs on ``local[*]`` or a standalone cluster by configuration alone.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from common.settings import JvmSettings, SparkSettings
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+
+class MissingJarsError(RuntimeError):
+    """The connector jars are not where the settings say; ``make`` or ``mbd setup`` fetches them."""
+
+
+def connector_jars(jvm: JvmSettings) -> list[Path]:
+    jars = sorted(jvm.spark_jars.glob("*.jar"))
+    if not any(jar.name.startswith("spark-sql-kafka-0-10") for jar in jars):
+        raise MissingJarsError(
+            f"no spark-sql-kafka-0-10 jar in {jvm.spark_jars}; run `mbd setup` to fetch it"
+        )
+    return jars
+
+
+def spark_conf(settings: SparkSettings, jvm: JvmSettings, app_name: str) -> dict[str, str]:
+    """Every configuration value mbd sets on a session, as plain strings (also handy for tests)."""
+    python = sys.executable
+    conf = {
+        "spark.app.name": app_name,
+        "spark.master": settings.master,
+        "spark.jars": ",".join(str(jar) for jar in connector_jars(jvm)),
+        "spark.pyspark.python": python,
+        "spark.pyspark.driver.python": python,
+        "spark.executorEnv.PYSPARK_PYTHON": python,
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.shuffle.partitions": str(settings.shuffle_partitions),
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        "spark.driver.memory": settings.driver_memory,
+        "spark.executor.memory": settings.executor_memory,
+        "spark.ui.enabled": str(settings.ui_enabled).lower(),
+        "spark.ui.showConsoleProgress": "false",
+    }
+    conf.update(settings.extra_conf)
+    return conf
+
+
+def build_spark_session(
+    settings: SparkSettings, jvm: JvmSettings, *, app_name: str = "mbd"
+) -> SparkSession:
+    """Get or create the session for ``settings.master`` with the Kafka connector loaded."""
+    from pyspark.sql import SparkSession
+
+    # The driver-side launcher reads these before any conf is seen; they must name this venv.
+    os.environ["PYSPARK_PYTHON"] = sys.executable
+    os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
+    builder = SparkSession.builder
+    for key, value in spark_conf(settings, jvm, app_name).items():
+        builder = builder.config(key, value)
+    return builder.getOrCreate()

@@ -1,0 +1,110 @@
+"""The `mbd` command line: one entry point that starts any part of the platform.
+
+Each subcommand builds its settings from the environment (``MBD_*``), lets the flags override
+them, and hands them to the part it starts. Errors a user can fix are printed in one line with
+exit status 2; nothing here holds logic of its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from common.settings import BrokerSettings, JvmSettings
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _overrides(args: argparse.Namespace, *names: str) -> dict[str, Any]:
+    """The flags the user actually gave, so unset flags leave env/defaults alone."""
+    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+
+
+def cmd_setup(args: argparse.Namespace) -> int:
+    from infra.jars import ensure_jars, jar_count
+
+    jvm = JvmSettings()
+    fetched = ensure_jars(jvm, force=args.force)
+    verb = "fetched" if fetched else "already current:"
+    print(
+        f"jars {verb} {jar_count(jvm.broker_jars)} broker jars in {jvm.broker_jars}, "
+        f"{jar_count(jvm.spark_jars)} Spark connector jars in {jvm.spark_jars}"
+    )
+    return 0
+
+
+def cmd_broker(args: argparse.Namespace) -> int:
+    from infra import broker
+    from infra.jars import ensure_jars
+
+    settings = BrokerSettings(**_overrides(args, "port", "data_dir", "host"))
+    if args.action == "start":
+        jvm = JvmSettings()
+        ensure_jars(jvm)
+        state = broker.start(settings, jvm)
+        print(f"broker up at {state.bootstrap} (pid {state.pid}), data in {state.data_dir}")
+        return 0
+    if args.action == "status":
+        state = broker.status(settings.data_dir)
+        if state.running:
+            health = "answering" if state.reachable else "NOT answering"
+            print(f"broker running (pid {state.pid}) on port {state.port}, {health}")
+            return 0 if state.reachable else 1
+        print(f"no broker running for {state.data_dir}")
+        return 3
+    stopper, done = (broker.stop, "stopped") if args.action == "stop" else (broker.kill, "killed")
+    if stopper(settings.data_dir):
+        print(f"broker for {settings.data_dir.resolve()} {done}")
+    else:
+        print(f"no broker was running for {settings.data_dir.resolve()}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mbd", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    setup = commands.add_parser("setup", help="fetch the Kafka and Spark jars from Maven Central")
+    setup.add_argument("--force", action="store_true", help="fetch even if the cache is current")
+    setup.set_defaults(handler=cmd_setup)
+
+    broker = commands.add_parser("broker", help="the embedded Apache Kafka broker (KRaft)")
+    broker.add_argument("action", choices=["start", "stop", "status", "kill"])
+    broker.add_argument("--port", type=int, help="client port (MBD_BROKER_PORT, 9092)")
+    broker.add_argument("--host", help="address to listen on (MBD_BROKER_HOST, 127.0.0.1)")
+    broker.add_argument(
+        "--data-dir", type=Path, help="log and state folder (MBD_BROKER_DATA_DIR, data/kafka)"
+    )
+    broker.set_defaults(handler=cmd_broker)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("kafka").setLevel(logging.WARNING)
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except ValidationError as error:
+        for problem in error.errors(include_url=False):
+            field = ".".join(str(part) for part in problem["loc"])
+            print(f"mbd: bad setting {field}: {problem['msg']}", file=sys.stderr)
+        return 2
+    except RuntimeError as error:  # BrokerError, JarFetchError, MissingJarsError: user-fixable
+        print(f"mbd: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
