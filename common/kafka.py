@@ -39,7 +39,7 @@ def make_producer(settings: KafkaSettings, **overrides: Any) -> KafkaProducer:
 def make_consumer(
     settings: KafkaSettings, *topics: str, group_id: str | None, **overrides: Any
 ) -> KafkaConsumer:
-    """A consumer of ``topics`` in ``group_id`` that starts at the earliest offset it has not seen."""
+    """A consumer of ``topics`` in ``group_id``, starting at the earliest offset it has not seen."""
     config: dict[str, Any] = {
         "bootstrap_servers": settings.bootstrap_list,
         "group_id": group_id,

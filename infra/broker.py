@@ -9,6 +9,7 @@ so ``status``/``stop``/``kill`` need nothing but the directory.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import os
@@ -74,7 +75,7 @@ def _port_free(port: int, host: str = "127.0.0.1") -> bool:
 
 
 def new_cluster_id() -> str:
-    """A Kafka cluster id: 16 random bytes, URL-safe base64 without padding, not starting with '-'."""
+    """A Kafka cluster id: 16 random bytes, URL-safe base64, unpadded, not starting with '-'."""
     while True:
         text = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         if not text.startswith("-"):
@@ -95,11 +96,9 @@ def _write_state(data_dir: Path, state: BrokerState) -> None:
 
 
 def _process_alive(pid: int, data_dir: Path) -> bool:
-    """True if ``pid`` is a live broker JVM serving ``data_dir`` (not a zombie, not a reused pid)."""
-    try:
+    """True if ``pid`` is a live broker JVM serving ``data_dir`` (no zombie, no reused pid)."""
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)  # reap it if it is our own exited child
-    except ChildProcessError:
-        pass
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()

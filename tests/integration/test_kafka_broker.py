@@ -31,7 +31,7 @@ def produce_numbered(settings: KafkaSettings, topic: str, count: int) -> None:
 def consume_all(
     settings: KafkaSettings, topic: str, *, group_id: str, expected: int, deadline_s: float = 60
 ) -> list[bytes]:
-    """Poll ``group_id`` until ``expected`` records arrived (or the deadline), committing as it goes."""
+    """Poll ``group_id`` until ``expected`` records arrived or time ran out, committing."""
     consumer = make_consumer(settings, topic, group_id=group_id)
     values: list[bytes] = []
     deadline = time.monotonic() + deadline_s
