@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -126,3 +128,23 @@ def test_a_broker_that_cannot_start_reports_its_own_error(tmp_path: Path) -> Non
         broker.kill(data_dir)
     assert "node" in str(failure.value).lower() and "7" in str(failure.value)
     assert _broker_processes(data_dir) == []
+
+
+def mbd(*args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "infra.cli", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_the_cli_starts_reports_and_stops_the_broker(tmp_path: Path) -> None:
+    data_dir, port = tmp_path / "kafka", str(broker.free_port())
+    started = mbd("broker", "start", "--port", port, "--data-dir", str(data_dir))
+    try:
+        assert started.returncode == 0, started.stderr
+        assert f"127.0.0.1:{port}" in started.stdout
+        status = mbd("broker", "status", "--data-dir", str(data_dir))
+        assert status.returncode == 0 and "answering" in status.stdout
+    finally:
+        stopped = mbd("broker", "stop", "--data-dir", str(data_dir))
+    assert stopped.returncode == 0 and "stopped" in stopped.stdout
+    assert _broker_processes(data_dir) == []
+    assert mbd("broker", "status", "--data-dir", str(data_dir)).returncode == 3
