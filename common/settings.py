@@ -140,3 +140,20 @@ class WireSettings(BaseSettings):
 def default_wire_settings() -> WireSettings:
     """The wire limits from the environment, read once per process."""
     return WireSettings()
+
+
+class GatewaySettings(BaseSettings):
+    """The ingest gateway: HTTP front door that writes accepted batches to Kafka."""
+
+    model_config = SettingsConfigDict(env_prefix="MBD_GATEWAY_", frozen=True)
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    workers: int = Field(default=1, ge=1, le=64)
+    devices_file: Path = Path("data/devices.json")
+    ack_timeout_s: float = Field(default=5.0, gt=0)
+    retry_after_s: int = Field(default=2, ge=1)
+    rate_per_device: float = Field(default=5.0, gt=0, description="requests/s per phone")
+    burst_per_device: int = Field(default=30, ge=1)
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    wire: WireSettings = Field(default_factory=WireSettings)

@@ -8,7 +8,9 @@ exit status 2; nothing here holds logic of its own.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -16,7 +18,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from common.settings import BrokerSettings, JvmSettings
+from common.settings import BrokerSettings, GatewaySettings, JvmSettings
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -66,6 +68,49 @@ def cmd_broker(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_gateway(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    settings = GatewaySettings(**_overrides(args, "host", "port", "workers"))
+    # Workers build their own app from the environment, so pass the flags on through it.
+    for name in ("host", "port", "workers"):
+        os.environ[f"MBD_GATEWAY_{name.upper()}"] = str(getattr(settings, name))
+    uvicorn.run(
+        "ingest.app:create_app_from_env",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        log_level="info",
+    )
+    return 0
+
+
+def cmd_devices(args: argparse.Namespace) -> int:
+    from ingest.devices import DeviceRegistry
+
+    settings = GatewaySettings(**_overrides(args, "devices_file"))
+    registry = DeviceRegistry(settings.devices_file)
+    if args.action == "add":
+        if not args.device_ids:
+            print("mbd: devices add needs at least one device id", file=sys.stderr)
+            return 2
+        issued = registry.add(args.device_ids)
+        print(
+            json.dumps(issued, indent=1)
+            if args.json
+            else "\n".join(f"{device}\t{token}" for device, token in issued.items())
+        )
+        return 0
+    if args.action == "revoke":
+        removed = sum(registry.revoke(device) for device in args.device_ids)
+        print(f"revoked {removed} token(s)")
+        return 0
+    for device, tokens in sorted(registry.devices().items()):
+        print(f"{device}\t{tokens} token(s)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mbd", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
@@ -83,6 +128,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--data-dir", type=Path, help="log and state folder (MBD_BROKER_DATA_DIR, data/kafka)"
     )
     broker.set_defaults(handler=cmd_broker)
+
+    gateway = commands.add_parser("gateway", help="the ingest gateway (HTTP → Kafka)")
+    gateway.add_argument("--host", help="listen address (MBD_GATEWAY_HOST, 127.0.0.1)")
+    gateway.add_argument("--port", type=int, help="listen port (MBD_GATEWAY_PORT, 8000)")
+    gateway.add_argument("--workers", type=int, help="uvicorn worker processes (1)")
+    gateway.set_defaults(handler=cmd_gateway)
+
+    devices = commands.add_parser("devices", help="phones allowed to post, and their tokens")
+    devices.add_argument("action", choices=["add", "list", "revoke"])
+    devices.add_argument("device_ids", nargs="*", metavar="DEVICE_ID")
+    devices.add_argument(
+        "--devices-file", type=Path, help="registry (MBD_GATEWAY_DEVICES_FILE, data/devices.json)"
+    )
+    devices.add_argument("--json", action="store_true", help="print issued tokens as JSON")
+    devices.set_defaults(handler=cmd_devices)
     return parser
 
 
@@ -101,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             field = ".".join(str(part) for part in problem["loc"])
             print(f"mbd: bad setting {field}: {problem['msg']}", file=sys.stderr)
         return 2
-    except RuntimeError as error:  # BrokerError, JarFetchError, MissingJarsError: user-fixable
+    except (RuntimeError, ValueError) as error:  # BrokerError, DeviceRegistryError, …: fixable
         print(f"mbd: {error}", file=sys.stderr)
         return 2
 

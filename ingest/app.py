@@ -1,0 +1,72 @@
+"""Builds the gateway from its settings: the one place where its parts are wired together."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from common.schema import ReadingBatch
+from common.settings import GatewaySettings
+from ingest.devices import DeviceRegistry
+from ingest.metrics import GatewayMetrics
+from ingest.publisher import BatchPublisher
+from ingest.ratelimit import DeviceRateLimiter
+from ingest.routes import health, readings
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: GatewaySettings) -> FastAPI:
+    publisher = BatchPublisher(settings.kafka, ack_timeout_s=settings.ack_timeout_s)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Connecting may take a while when the broker is down; /readyz tells meanwhile.
+        starting = asyncio.get_running_loop().run_in_executor(None, publisher.start)
+        try:
+            yield
+        finally:
+            await starting
+            publisher.close()
+
+    app = FastAPI(
+        title="mbd ingest gateway",
+        version="1",
+        summary="Phones post batches of readings; 202 means the batch is in Kafka.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.publisher = publisher
+    app.state.registry = DeviceRegistry(settings.devices_file)
+    app.state.metrics = GatewayMetrics(pending=lambda: publisher.pending)
+    app.state.rate_limiter = DeviceRateLimiter(
+        rate=settings.rate_per_device, burst=settings.burst_per_device
+    )
+    app.include_router(readings.router)
+    app.include_router(health.router)
+
+    def openapi() -> dict[str, Any]:
+        # The body is parsed by hand (size limit first, then our own errors), so its schema is
+        # added to the document here for clients and property tests.
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+            body = ReadingBatch.model_json_schema(ref_template="#/components/schemas/{model}")
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            components.update(body.pop("$defs", {}))
+            components["ReadingBatch"] = body
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app
+
+
+def create_app_from_env() -> FastAPI:
+    """uvicorn's factory (``mbd gateway``): settings from ``MBD_*`` variables."""
+    return create_app(GatewaySettings())

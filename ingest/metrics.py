@@ -1,0 +1,38 @@
+"""Prometheus metrics of the gateway, in a registry of its own per app (tests stay apart)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class GatewayMetrics:
+    def __init__(self, pending: Callable[[], float]) -> None:
+        self.registry = CollectorRegistry()
+        self.accepted_batches = Counter(
+            "mbd_gateway_accepted_batches", "Batches acknowledged by Kafka", registry=self.registry
+        )
+        self.accepted_readings = Counter(
+            "mbd_gateway_accepted_readings",
+            "Accelerometer samples and GPS fixes in acknowledged batches",
+            registry=self.registry,
+        )
+        self.rejected = Counter(
+            "mbd_gateway_rejected_batches",
+            "Batches answered with an error, by reason",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "mbd_gateway_request_seconds",
+            "Time to answer POST /v1/readings",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=self.registry,
+        )
+        self.queue_depth = Gauge(
+            "mbd_gateway_producer_queue_depth",
+            "Batches waiting for the broker's acknowledgement",
+            registry=self.registry,
+        )
+        self.queue_depth.set_function(pending)

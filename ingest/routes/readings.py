@@ -1,0 +1,180 @@
+"""POST /v1/readings: one batch from one phone, 202 only once Kafka acknowledged it."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from common.schema import BatchRejected, FieldProblem, parse_batch
+from ingest.deps import MetricsDep, PublisherDep, RateLimiterDep, RegistryDep, SettingsDep
+from ingest.metrics import GatewayMetrics
+from ingest.publisher import BrokerUnavailable
+from ingest.ratelimit import DeviceRateLimiter
+
+router = APIRouter(prefix="/v1", tags=["readings"])
+
+
+class BatchAccepted(BaseModel):
+    """The batch is in Kafka: acknowledged by the broker with acks=all."""
+
+    device_id: str
+    batch_seq: int
+    partition: int
+    offset: int
+
+
+class ErrorBody(BaseModel):
+    """Why a batch was not accepted; ``problems`` names each bad field and value."""
+
+    detail: str
+    problems: list[FieldProblem] = []
+
+
+def _refuse(
+    metrics: GatewayMetrics,
+    status: int,
+    reason: str,
+    detail: str,
+    *,
+    problems: list[FieldProblem] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    metrics.rejected.labels(reason=reason).inc()
+    body = ErrorBody(detail=detail, problems=problems or [])
+    return JSONResponse(body.model_dump(mode="json"), status_code=status, headers=headers)
+
+
+async def _read_body(request: Request, limit: int) -> bytes | None:
+    """The request body, or None as soon as it is known to exceed ``limit`` bytes."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
+
+
+def _bearer_token(authorization: str | None) -> str | None:
+    if not authorization:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+_REQUEST_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ReadingBatch"}}},
+    }
+}
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody, "description": text}
+    for code, text in {
+        401: "missing or unknown device token",
+        403: "the token belongs to another device",
+        413: "body over the configured limit (1 MiB)",
+        422: "the batch can never be right; problems name the fields",
+        429: "over this phone's request rate; see Retry-After",
+        503: "the broker did not acknowledge; retry the same batch_seq after Retry-After",
+    }.items()
+}
+
+
+@router.post(
+    "/readings",
+    status_code=202,
+    response_model=BatchAccepted,
+    responses=_ERRORS,
+    openapi_extra=_REQUEST_BODY,
+    summary="Send one batch of readings from one phone",
+)
+async def post_readings(
+    request: Request,
+    settings: SettingsDep,
+    publisher: PublisherDep,
+    registry: RegistryDep,
+    metrics: MetricsDep,
+    limiter: RateLimiterDep,
+    authorization: Annotated[str | None, Header(description="Bearer <device token>")] = None,
+) -> Any:
+    started = time.perf_counter()
+    try:
+        return await _accept(
+            request, settings, publisher, registry, metrics, limiter, authorization
+        )
+    finally:
+        metrics.latency.observe(time.perf_counter() - started)
+
+
+async def _accept(
+    request: Request,
+    settings: SettingsDep,
+    publisher: PublisherDep,
+    registry: RegistryDep,
+    metrics: MetricsDep,
+    limiter: DeviceRateLimiter,
+    authorization: str | None,
+) -> Any:
+    limit = settings.wire.max_body_bytes
+    body = await _read_body(request, limit)
+    if body is None:
+        return _refuse(metrics, 413, "too_large", f"body is over the limit of {limit} bytes")
+
+    token = _bearer_token(authorization)
+    registry.refresh(max_age_s=1.0)
+    token_device = registry.device_for(token) if token else None
+    if token_device is None:
+        detail = "unknown device token" if token else "missing 'Authorization: Bearer <token>'"
+        return _refuse(
+            metrics, 401, "unauthenticated", detail, headers={"WWW-Authenticate": "Bearer"}
+        )
+
+    try:
+        batch = parse_batch(body, wire=settings.wire)
+    except BatchRejected as rejected:
+        return _refuse(metrics, 422, "invalid", str(rejected), problems=rejected.problems)
+
+    if batch.device_id != token_device:
+        return _refuse(
+            metrics, 403, "forbidden", f"this token is not for device {batch.device_id!r}"
+        )
+
+    wait_s = limiter.acquire(batch.device_id)
+    if wait_s > 0:
+        retry = limiter.retry_after_header(wait_s)
+        return _refuse(
+            metrics,
+            429,
+            "rate_limited",
+            f"device {batch.device_id!r} is over {settings.rate_per_device:g} requests/s",
+            headers={"Retry-After": retry},
+        )
+
+    try:
+        acked = await publisher.publish(batch)
+    except BrokerUnavailable as error:
+        return _refuse(
+            metrics,
+            503,
+            "broker_unavailable",
+            f"{error}; the batch is not stored, resend it",
+            headers={"Retry-After": str(settings.retry_after_s)},
+        )
+    metrics.accepted_batches.inc()
+    metrics.accepted_readings.inc(len(batch.accel) + len(batch.gps))
+    return JSONResponse(
+        BatchAccepted(
+            device_id=batch.device_id,
+            batch_seq=batch.batch_seq,
+            partition=acked.partition,
+            offset=acked.offset,
+        ).model_dump(),
+        status_code=202,
+    )

@@ -1,0 +1,1 @@
+"""The phone fleet simulator and the dataset replayer."""
