@@ -68,9 +68,11 @@ def default_topics(settings: KafkaSettings) -> list[TopicSpec]:
     ]
 
 
-def ensure_topics(settings: KafkaSettings, specs: Iterable[TopicSpec]) -> list[str]:
+def ensure_topics(
+    settings: KafkaSettings, specs: Iterable[TopicSpec], *, timeout_s: float = 30.0
+) -> list[str]:
     """Create the topics that do not exist yet; returns the names it created."""
-    admin = make_admin(settings)
+    admin = make_admin(settings, bootstrap_timeout_ms=int(timeout_s * 1000))
     try:
         existing = set(admin.list_topics())
         missing = [spec for spec in specs if spec.name not in existing]

@@ -54,6 +54,7 @@ class BatchPublisher:
             linger_ms=2,
             # Never block the caller long: a down broker must turn into a prompt 503.
             max_block_ms=int(self.ack_timeout_s * 1000),
+            bootstrap_timeout_ms=int(self.ack_timeout_s * 1000),
             request_timeout_ms=int(max(self.ack_timeout_s, 5.0) * 1000),
             delivery_timeout_ms=int(max(self.ack_timeout_s * 6, 30.0) * 1000),
             compression_type="lz4",
@@ -78,7 +79,9 @@ class BatchPublisher:
     def start(self) -> None:
         """Create the topics if needed and connect; failures here are retried on first use."""
         try:
-            ensure_topics(self.settings, default_topics(self.settings))
+            ensure_topics(
+                self.settings, default_topics(self.settings), timeout_s=self.ack_timeout_s
+            )
             self.producer()
         except (KafkaError, OSError) as error:
             log.warning("broker not reachable at start (%s); will retry per request", error)
@@ -124,9 +127,16 @@ class BatchPublisher:
         self._pending += 1
         try:
             try:
-                producer, future = await loop.run_in_executor(
-                    None, self._send, value, batch.device_id.encode(), headers
+                producer, future = await asyncio.wait_for(
+                    loop.run_in_executor(
+                        None, self._send, value, batch.device_id.encode(), headers
+                    ),
+                    timeout=self.ack_timeout_s,
                 )
+            except TimeoutError:
+                raise BrokerUnavailable(
+                    f"broker did not take the batch within {self.ack_timeout_s:g} s"
+                ) from None
             except (KafkaError, OSError) as error:
                 raise BrokerUnavailable(f"broker did not take the batch: {error}") from error
             future.add_callback(lambda metadata: loop.call_soon_threadsafe(succeed, metadata))
