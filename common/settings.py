@@ -157,3 +157,21 @@ class GatewaySettings(BaseSettings):
     burst_per_device: int = Field(default=30, ge=1)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     wire: WireSettings = Field(default_factory=WireSettings)
+
+
+class SimulatorSettings(BaseSettings):
+    """The phone fleet simulator and the dataset replayer."""
+
+    model_config = SettingsConfigDict(env_prefix="MBD_SIM_", frozen=True)
+
+    gateway_url: str = "http://127.0.0.1:8000"
+    devices: int = Field(default=100, ge=1)
+    labelled_fraction: float = Field(default=0.2, ge=0.0, le=1.0)
+    interval_s: float = Field(default=2.0, gt=0)
+    rate_hz: float = Field(default=20.0, gt=0)
+    gps_hz: float = Field(default=1.0, gt=0)
+    device_prefix: str = "sim-phone-"
+    tokens_file: Path = Path("data/sim-tokens.json")
+    max_connections: int = Field(default=200, ge=1)
+    give_up_after_s: float = Field(default=120.0, gt=0)
+    max_backoff_s: float = Field(default=10.0, gt=0)

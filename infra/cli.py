@@ -18,7 +18,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from common.settings import BrokerSettings, GatewaySettings, JvmSettings
+from common.settings import (
+    BrokerSettings,
+    GatewaySettings,
+    JvmSettings,
+    SimulatorSettings,
+    WireSettings,
+)
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -111,6 +117,62 @@ def cmd_devices(args: argparse.Namespace) -> int:
     return 0
 
 
+def duration(text: str) -> float:
+    """``90``, ``90s``, ``10m``, ``1h`` → seconds."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    number, unit = (text[:-1], text[-1]) if text and text[-1] in units else (text, "s")
+    try:
+        seconds = float(number) * units[unit]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a duration like 90s, 10m or 1h"
+        ) from None
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"duration {text!r} must be positive")
+    return seconds
+
+
+def _fault_rates(args: argparse.Namespace) -> Any:
+    from dataclasses import fields, replace
+
+    from simulators.phone import FaultRates
+
+    rates = FaultRates.preset(args.faults)
+    names = {f.name for f in fields(FaultRates)}
+    for item in args.fault or []:
+        name, _, value = item.partition("=")
+        name = name.strip().replace("-", "_")
+        if name not in names:
+            raise ValueError(f"unknown fault {name!r}; known: {', '.join(sorted(names))}")
+        try:
+            rates = replace(rates, **{name: float(value)})
+        except ValueError:
+            raise ValueError(f"fault {name} needs a number, got {value!r}") from None
+    return rates
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from simulators.main import replay_dataset, simulate_fleet
+
+    sim = SimulatorSettings(
+        **_overrides(args, "devices", "labelled_fraction", "interval_s", "tokens_file"),
+        **({"gateway_url": args.gateway} if args.gateway else {}),
+    )
+    gateway = GatewaySettings(**_overrides(args, "devices_file"))
+    if args.mode == "replay":
+        stats = replay_dataset(
+            sim, gateway, WireSettings(), path=args.file, speed=args.speed,
+            label_map=args.label_map, report=args.report, quiet=args.quiet,
+        )  # fmt: skip
+    else:
+        stats = simulate_fleet(
+            sim, gateway, duration_s=args.duration, seed=args.seed, faults=_fault_rates(args),
+            dwell_scale=args.dwell_scale, report=args.report, quiet=args.quiet,
+        )  # fmt: skip
+    print(json.dumps(stats.summary()))
+    return 0 if stats.given_up == 0 else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mbd", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
@@ -143,6 +205,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     devices.add_argument("--json", action="store_true", help="print issued tokens as JSON")
     devices.set_defaults(handler=cmd_devices)
+
+    simulate = commands.add_parser(
+        "simulate", help="a fleet of simulated phones (or `simulate replay FILE`)"
+    )
+    simulate.add_argument("--devices", type=int, help="number of phones (MBD_SIM_DEVICES, 100)")
+    simulate.add_argument("--duration", type=duration, default=60.0, help="e.g. 90s, 10m (60s)")
+    simulate.add_argument("--labelled-fraction", type=float, help="phones that send labels (0.2)")
+    simulate.add_argument("--seed", type=int, default=0)
+    simulate.add_argument("--gateway", help="gateway base URL (MBD_SIM_GATEWAY_URL)")
+    simulate.add_argument("--interval", dest="interval_s", type=float, help="seconds per batch")
+    simulate.add_argument("--dwell-scale", type=float, default=1.0, help="shorter activities < 1")
+    simulate.add_argument(
+        "--faults", choices=["none", "light", "heavy"], default="none", help="fault preset"
+    )
+    simulate.add_argument(
+        "--fault", action="append", metavar="NAME=RATE", help="set one fault rate, e.g. resend=0.1"
+    )
+    simulate.add_argument("--tokens", dest="tokens_file", type=Path, help="saved device tokens")
+    simulate.add_argument("--devices-file", type=Path, help="the gateway's device registry")
+    simulate.add_argument("--report", type=Path, help="write tallies and accepted keys as JSON")
+    simulate.add_argument("--quiet", action="store_true", help="no live display")
+    simulate.set_defaults(handler=cmd_simulate, mode="fleet")
+    modes = simulate.add_subparsers(dest="mode", metavar="MODE")
+    replay = modes.add_parser("replay", help="replay a WISDM raw file, one phone per user")
+    replay.add_argument("file", type=Path)
+    replay.add_argument("--speed", type=float, default=1.0, help="times faster than real time")
+    replay.add_argument("--label-map", help="e.g. A=walking,B=jogging (WISDM 2019 codes)")
     return parser
 
 
@@ -152,7 +241,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    logging.getLogger("kafka").setLevel(logging.WARNING)
+    for chatty in ("kafka", "httpx", "httpcore"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     handler: Handler = args.handler
     try:
         return handler(args)
