@@ -209,6 +209,8 @@ def describe_validation_error(error: ValidationError) -> list[FieldProblem]:
         value = item.get("input")
         if isinstance(value, float) and not math.isfinite(value):
             value = str(value)
+        if isinstance(value, bytes | bytearray):
+            value = value.decode("utf-8", errors="replace")  # the body was not valid UTF-8
         if isinstance(value, dict | list):
             value = None  # the field name says enough; echoing a whole object does not help
         problems.append(FieldProblem(field=field, message=message, value=_shorten(value)))

@@ -56,7 +56,7 @@ class DeviceRegistry:
     def __init__(self, path: Path):
         self.path = path
         self._tokens: dict[str, DeviceToken] = {}
-        self._loaded_mtime: float | None = None
+        self._loaded_version: tuple[int, int, int] | None = None
         self._checked_at = float("-inf")
 
     @contextlib.contextmanager
@@ -93,13 +93,15 @@ class DeviceRegistry:
             return
         self._checked_at = now
         try:
-            mtime = self.path.stat().st_mtime
+            stat = self.path.stat()
         except FileNotFoundError:
-            self._tokens, self._loaded_mtime = {}, None
+            self._tokens, self._loaded_version = {}, None
             return
-        if mtime != self._loaded_mtime:
+        # Every write replaces the file, so a new inode always means new content.
+        version = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        if version != self._loaded_version:
             self._tokens = self._read()
-            self._loaded_mtime = mtime
+            self._loaded_version = version
 
     def add(self, device_ids: list[str]) -> dict[str, str]:
         """Issue a new token for each device; returns ``{device_id: token}`` (shown only now)."""

@@ -129,6 +129,15 @@ def test_malformed_json_is_rejected_not_crashed() -> None:
     assert "JSON" in str(rejected.value) or "EOF" in str(rejected.value)
 
 
+def test_a_body_that_is_not_utf8_is_rejected_with_a_printable_value() -> None:
+    with pytest.raises(BatchRejected) as rejected:
+        parse_batch(b"\x80\xff{", now_ms=NOW_MS)
+    problem = rejected.value.problems[0]
+    assert "UTF-8" in problem.message or "JSON" in problem.message
+    assert isinstance(problem.value, str)
+    problem.model_dump_json()  # serialisable: it goes back to the phone as JSON
+
+
 def test_non_finite_numbers_are_rejected() -> None:
     body = json.dumps(EXAMPLE).replace("0.12", "NaN")
     with pytest.raises(BatchRejected) as rejected:
