@@ -100,10 +100,13 @@ class PhoneBody:
 
 
 def _cycle(phase: np.ndarray, asymmetry: float) -> np.ndarray:
-    """One step's vertical waveform, zero-mean, peak about 1; skewed by ``asymmetry``."""
-    base = np.sin(phase) + 0.35 * np.sin(2 * phase + 0.6)
-    skew = asymmetry * 0.45 * np.sin(2 * phase - np.pi / 2 + np.sign(asymmetry) * 0.8)
-    return (base + skew) / 1.2
+    """One step's vertical waveform, zero-mean, peak about 1.
+
+    ``asymmetry`` warps time within the cycle: > 0 makes the rise slow and the fall quick (a
+    push up a stair), < 0 the reverse (a drop onto the step below).
+    """
+    warped = phase - asymmetry * 0.7 * np.sin(phase)
+    return (np.sin(warped) + 0.35 * np.sin(2 * warped + 0.6)) / 1.2
 
 
 def _impacts(phase: np.ndarray) -> np.ndarray:

@@ -22,7 +22,7 @@ from typing import Any
 from simulators.client import GatewayClient, SendStats
 from simulators.phone import Batch
 
-NS_THRESHOLD = 10**14  # above this a timestamp is taken as nanoseconds (ms are ~1.8e12 today)
+NS_THRESHOLD = 10**13  # above this a timestamp is nanoseconds: as ms it would be past year 2286
 
 
 @dataclass(frozen=True)
