@@ -43,9 +43,11 @@ run: $(INSTALLED) $(JARS_STAMP)
 stop: $(INSTALLED)
 	$(BIN)/mbd broker stop --data-dir $(DATA)/kafka
 
+# One at a time, nothing else busy: on two cores benchmarks disturb each other.
 bench: $(INSTALLED) $(JARS_STAMP)
 	mkdir -p bench/results
 	$(BIN)/python bench/kafka_producer.py | tee bench/results/kafka_producer.txt
+	$(BIN)/python -m bench.ingest | tee bench/results/ingest.txt
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .ruff_cache .mypy_cache

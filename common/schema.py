@@ -63,28 +63,25 @@ def _check_event_time(t: int, info: ValidationInfo) -> int:
     return t
 
 
+# Beyond this no phone sensor reads (±16 g): a value past it is a bug, not a spike.
+MAX_ABS_ACCEL = 160.0
+Axis = Annotated[float | None, Field(ge=-MAX_ABS_ACCEL, le=MAX_ABS_ACCEL)]
+EventTime = Annotated[int, Field(ge=MIN_EPOCH_MS)]
+
+
 class AccelSample(BaseModel):
-    """One accelerometer reading in m/s². A null axis is dirty, not wrong: it is accepted."""
+    """One accelerometer reading in m/s². A null axis is dirty, not wrong: it is accepted.
+
+    Its constraints are checked in pydantic's core (no Python per sample): a batch carries
+    hundreds of samples and the gateway validates thousands of batches a second.
+    """
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
-    t: int
-    x: float | None
-    y: float | None
-    z: float | None
-
-    @field_validator("t")
-    @classmethod
-    def _event_time(cls, t: int, info: ValidationInfo) -> int:
-        return _check_event_time(t, info)
-
-    @field_validator("x", "y", "z")
-    @classmethod
-    def _possible_acceleration(cls, value: float | None, info: ValidationInfo) -> float | None:
-        limit = _limits(info).max_abs_accel
-        if value is not None and abs(value) > limit:
-            raise ValueError(f"{info.field_name}={value} m/s² is beyond ±{limit:g} m/s²")
-        return value
+    t: EventTime
+    x: Axis
+    y: Axis
+    z: Axis
 
 
 class GpsFix(BaseModel):
@@ -92,36 +89,10 @@ class GpsFix(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
-    t: int
-    lat: float
-    lon: float
-    acc_m: float | None = None
-
-    @field_validator("t")
-    @classmethod
-    def _event_time(cls, t: int, info: ValidationInfo) -> int:
-        return _check_event_time(t, info)
-
-    @field_validator("lat")
-    @classmethod
-    def _latitude(cls, lat: float) -> float:
-        if not -90.0 <= lat <= 90.0:
-            raise ValueError(f"lat={lat} is outside ±90°")
-        return lat
-
-    @field_validator("lon")
-    @classmethod
-    def _longitude(cls, lon: float) -> float:
-        if not -180.0 <= lon <= 180.0:
-            raise ValueError(f"lon={lon} is outside ±180°")
-        return lon
-
-    @field_validator("acc_m")
-    @classmethod
-    def _accuracy(cls, acc_m: float | None) -> float | None:
-        if acc_m is not None and acc_m < 0:
-            raise ValueError(f"acc_m={acc_m} is negative")
-        return acc_m
+    t: EventTime
+    lat: Annotated[float, Field(ge=-90.0, le=90.0)]
+    lon: Annotated[float, Field(ge=-180.0, le=180.0)]
+    acc_m: Annotated[float | None, Field(ge=0.0)] = None
 
 
 class ReadingBatch(BaseModel):
@@ -192,7 +163,12 @@ class BatchRejected(ValueError):
 
     def __init__(self, problems: list[FieldProblem]):
         self.problems = problems
-        super().__init__("; ".join(f"{p.field}: {p.message}" for p in problems))
+        super().__init__("; ".join(_describe(p) for p in problems))
+
+
+def _describe(problem: FieldProblem) -> str:
+    got = "" if problem.value is None else f" (got {problem.value!r})"
+    return f"{problem.field}: {problem.message}{got}"
 
 
 def _shorten(value: Any) -> Any:
@@ -207,6 +183,8 @@ def describe_validation_error(error: ValidationError) -> list[FieldProblem]:
         field = ".".join(str(part) for part in item["loc"]) or "body"
         message = item["msg"].removeprefix("Value error, ")
         value = item.get("input")
+        if item["type"] == "greater_than_equal" and item["loc"][-1:] == ("t",):
+            message = f"timestamp {value} is not epoch milliseconds (before {MIN_EPOCH_MS})"
         if isinstance(value, float) and not math.isfinite(value):
             value = str(value)
         if isinstance(value, bytes | bytearray):
@@ -221,11 +199,36 @@ def parse_batch(
     raw: bytes | str, *, wire: WireSettings | None = None, now_ms: int | None = None
 ) -> ReadingBatch:
     """Validate one JSON request body, raising :class:`BatchRejected` when it can never be right."""
-    context: dict[str, Any] = {"wire": wire or default_wire_settings(), "now_ms": now_ms}
+    wire = wire or default_wire_settings()
+    now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
+    context: dict[str, Any] = {"wire": wire, "now_ms": now_ms}
     try:
-        return ReadingBatch.model_validate_json(raw, context=context)
+        batch = ReadingBatch.model_validate_json(raw, context=context)
     except ValidationError as error:
         raise BatchRejected(describe_validation_error(error)) from None
+    future = future_samples(batch, latest_ms=now_ms + wire.max_future_ms)
+    if future:
+        raise BatchRejected(
+            [
+                FieldProblem(
+                    field=field,
+                    message=f"timestamp {t} is {(t - now_ms) / 1000:.0f} s in the future "
+                    f"(limit {wire.max_future_ms / 1000:.0f} s)",
+                    value=t,
+                )
+                for field, t in future
+            ]
+        )
+    return batch
+
+
+def future_samples(batch: ReadingBatch, *, latest_ms: int) -> list[tuple[str, int]]:
+    """(field, t) of every sample stamped after ``latest_ms``."""
+    problems: list[tuple[str, int]] = []
+    for name, samples in (("accel", batch.accel), ("gps", batch.gps)):
+        if samples and max(sample.t for sample in samples) > latest_ms:
+            problems += [(f"{name}.{i}.t", s.t) for i, s in enumerate(samples) if s.t > latest_ms]
+    return problems
 
 
 def batch_record_headers(ingest_ms: int) -> list[tuple[str, bytes]]:

@@ -115,7 +115,6 @@ class WireSettings(BaseSettings):
     classes: Annotated[tuple[str, ...], NoDecode] = DEFAULT_CLASSES
     max_accel_samples: int = Field(default=1000, ge=1)
     max_gps_fixes: int = Field(default=200, ge=1)
-    max_abs_accel: float = Field(default=160.0, gt=0)
     max_future_ms: int = Field(default=300_000, ge=0)
     max_body_bytes: int = Field(default=1 << 20, ge=1024)
 
@@ -150,6 +149,7 @@ class GatewaySettings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     workers: int = Field(default=1, ge=1, le=64)
+    access_log: bool = False
     devices_file: Path = Path("data/devices.json")
     ack_timeout_s: float = Field(default=5.0, gt=0)
     retry_after_s: int = Field(default=2, ge=1)

@@ -88,6 +88,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
         port=settings.port,
         workers=settings.workers,
         log_level="info",
+        access_log=settings.access_log,
     )
     return 0
 

@@ -13,23 +13,23 @@ from ingest.publisher import BatchPublisher
 from ingest.ratelimit import DeviceRateLimiter
 
 
-def get_settings(request: Request) -> GatewaySettings:
+async def get_settings(request: Request) -> GatewaySettings:
     return request.app.state.settings
 
 
-def get_publisher(request: Request) -> BatchPublisher:
+async def get_publisher(request: Request) -> BatchPublisher:
     return request.app.state.publisher
 
 
-def get_registry(request: Request) -> DeviceRegistry:
+async def get_registry(request: Request) -> DeviceRegistry:
     return request.app.state.registry
 
 
-def get_metrics(request: Request) -> GatewayMetrics:
+async def get_metrics(request: Request) -> GatewayMetrics:
     return request.app.state.metrics
 
 
-def get_rate_limiter(request: Request) -> DeviceRateLimiter:
+async def get_rate_limiter(request: Request) -> DeviceRateLimiter:
     return request.app.state.rate_limiter
 
 

@@ -108,11 +108,17 @@ class BatchPublisher:
                 self._replace_producer(producer)
             raise
 
-    async def publish(self, batch: ReadingBatch, *, ingest_ms: int | None = None) -> Acknowledged:
-        """Write one batch (key = device_id) and wait for the broker's acknowledgement."""
+    async def publish(
+        self, batch: ReadingBatch, *, raw: bytes | None = None, ingest_ms: int | None = None
+    ) -> Acknowledged:
+        """Write one batch (key = device_id) and wait for the broker's acknowledgement.
+
+        ``raw`` is the request body the batch was validated from; it is stored as it came (it
+        is valid JSON of the wire schema) rather than serialised again.
+        """
         loop = asyncio.get_running_loop()
         ingest_ms = ingest_ms if ingest_ms is not None else int(time.time() * 1000)
-        value = batch.model_dump_json().encode()
+        value = raw if raw is not None else batch.model_dump_json().encode()
         headers = batch_record_headers(ingest_ms)
         acked: asyncio.Future[Any] = loop.create_future()
 

@@ -9,13 +9,14 @@ is tallied in :class:`SendStats`, including the exact set of batches answered 20
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-import httpx
+import aiohttp
 
 from simulators.phone import Batch
 
@@ -49,13 +50,13 @@ class SendStats:
         }
 
 
-def _rejection_reason(response: httpx.Response) -> str:
+def _rejection_reason(status: int, body: bytes) -> str:
     try:
-        problems = response.json().get("problems") or []
-    except ValueError:
+        problems = json.loads(body).get("problems") or []
+    except (ValueError, AttributeError):
         problems = []
-    first = problems[0]["field"] if problems else ""
-    return f"{response.status_code} {first}".strip()
+    first = problems[0].get("field", "") if problems and isinstance(problems[0], dict) else ""
+    return f"{status} {first}".strip()
 
 
 class GatewayClient:
@@ -75,16 +76,24 @@ class GatewayClient:
         self.max_backoff_s = max_backoff_s
         self.keep_latencies = keep_latencies
         self.stats = SendStats()
-        self._http = httpx.AsyncClient(
-            base_url=base_url.rstrip("/"),
-            timeout=timeout_s,
-            limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
-            ),
-        )
+        self.base_url = base_url.rstrip("/")
+        self.max_connections = max_connections
+        self.timeout_s = timeout_s
+        self._session: aiohttp.ClientSession | None = None
+
+    def _http(self) -> aiohttp.ClientSession:
+        # aiohttp: httpx's connection pool serialises badly beyond a few dozen connections.
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self.max_connections),
+                timeout=aiohttp.ClientTimeout(total=self.timeout_s),
+            )
+        return self._session
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
     async def __aenter__(self) -> GatewayClient:
         return self
@@ -92,8 +101,7 @@ class GatewayClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
-    def _backoff(self, attempt: int, response: httpx.Response | None) -> float:
-        retry_after = response.headers.get("Retry-After") if response is not None else None
+    def _backoff(self, attempt: int, retry_after: str | None) -> float:
         if retry_after and retry_after.isdigit():
             base = float(retry_after)
         else:
@@ -112,34 +120,36 @@ class GatewayClient:
         deadline = time.monotonic() + self.give_up_after_s
         attempt = 0
         stats.in_flight += 1
+        url = f"{self.base_url}/v1/readings"
+        body = json.dumps(batch.body).encode()
         try:
             while True:
-                response: httpx.Response | None = None
+                status: int | None = None
+                retry_after: str | None = None
                 started = time.perf_counter()
                 try:
-                    response = await self._http.post(
-                        "/v1/readings", json=batch.body, headers=headers
-                    )
-                    status = str(response.status_code)
-                except httpx.TransportError as error:
-                    status = type(error).__name__
-                if response is not None and response.status_code == 202:
+                    async with self._http().post(url, data=body, headers=headers) as response:
+                        status, answer = response.status, await response.read()
+                        retry_after = response.headers.get("Retry-After")
+                except (aiohttp.ClientError, TimeoutError) as error:
+                    answer = type(error).__name__.encode()
+                if status == 202:
                     stats.accepted += 1
                     stats.accepted_readings += batch.readings
                     stats.accepted_keys.add(batch.key)
                     if self.keep_latencies:
                         stats.latencies_s.append(time.perf_counter() - started)
                     return True
-                if response is not None and response.status_code not in RETRYABLE:
-                    stats.rejected[_rejection_reason(response)] += 1
+                if status is not None and status not in RETRYABLE:
+                    stats.rejected[_rejection_reason(status, answer)] += 1
                     return False
-                wait_s = self._backoff(attempt, response)
+                wait_s = self._backoff(attempt, retry_after)
                 if time.monotonic() + wait_s > deadline:
                     stats.given_up += 1
                     log.warning("gave up on %s after %d attempts", batch.key, attempt + 1)
                     return False
                 stats.retried += 1
-                stats.retried_by_status[status] += 1
+                stats.retried_by_status[str(status) if status else answer.decode()] += 1
                 attempt += 1
                 await asyncio.sleep(wait_s)
         finally:

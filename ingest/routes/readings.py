@@ -158,7 +158,7 @@ async def _accept(
         )
 
     try:
-        acked = await publisher.publish(batch)
+        acked = await publisher.publish(batch, raw=body)
     except BrokerUnavailable as error:
         return _refuse(
             metrics,

@@ -82,14 +82,14 @@ INVALID = {
     "sent_at without zone": (changed("sent_at", "2026-11-22T10:00:02"), "sent_at", "time zone"),
     "unknown label": (changed("label", "flying"), "label", "'flying' is not one of"),
     "axis as string": (changed("accel.0.x", "0.12"), "accel.0.x", "number"),
-    "axis beyond 160": (changed("accel.0.y", 170.5), "accel.0.y", "y=170.5"),
-    "negative axis beyond 160": (changed("accel.0.x", -200), "accel.0.x", "x=-200"),
+    "axis beyond 160": (changed("accel.0.y", 170.5), "accel.0.y", "less than or equal to 160"),
+    "negative axis beyond 160": (changed("accel.0.x", -200), "accel.0.x", "greater than or equal"),
     "t as float": (changed("accel.0.t", 1795341600000.5), "accel.0.t", "integer"),
     "t in seconds": (changed("accel.0.t", 1795341600), "accel.0.t", "not epoch milliseconds"),
     "t far in the future": (changed("accel.0.t", NOW_MS + 86_400_000), "accel.0.t", "future"),
-    "lat beyond 90": (changed("gps.0.lat", 91.0), "gps.0.lat", "lat=91.0"),
-    "lon beyond 180": (changed("gps.0.lon", -181), "gps.0.lon", "lon=-181"),
-    "negative gps accuracy": (changed("gps.0.acc_m", -3), "gps.0.acc_m", "negative"),
+    "lat beyond 90": (changed("gps.0.lat", 91.0), "gps.0.lat", "less than or equal to 90"),
+    "lon beyond 180": (changed("gps.0.lon", -181), "gps.0.lon", "greater than or equal to -180"),
+    "negative gps accuracy": (changed("gps.0.acc_m", -3), "gps.0.acc_m", "greater than or equal"),
     "unknown field": (changed("speed", 3), "speed", "Extra inputs"),
     "sample missing an axis": (changed("accel.0.z", ...), "accel.0.z", "required"),
     "accel not a list": (changed("accel", {"t": 1}), "accel", "valid array"),
@@ -107,6 +107,8 @@ def test_invalid_batches_are_rejected_naming_the_field(
     assert field in fields, rejected.value.problems
     messages = " ".join(p.message for p in rejected.value.problems if p.field == field)
     assert text in messages, messages
+    # The one-line summary a phone developer sees names the field and the bad value.
+    assert field in str(rejected.value)
 
 
 def test_too_many_samples_is_rejected_with_the_count_and_the_limit() -> None:
@@ -114,6 +116,11 @@ def test_too_many_samples_is_rejected_with_the_count_and_the_limit() -> None:
     body = changed("accel", [EXAMPLE["accel"][0]] * 4)
     with pytest.raises(BatchRejected, match="batch has 4 accel samples, limit is 3"):
         parse(body, wire)
+
+
+def test_the_summary_quotes_the_bad_value() -> None:
+    with pytest.raises(BatchRejected, match=r"accel\.0\.y: .*160 \(got 170\.5\)"):
+        parse(changed("accel.0.y", 170.5))
 
 
 def test_the_class_list_is_configurable() -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 
-import httpx
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from simulators.client import GatewayClient
 from simulators.phone import Batch
@@ -17,28 +18,31 @@ def batch(seq: int = 0) -> Batch:
     return Batch(body=body, activity="walking")
 
 
-def client_with(responses: list[httpx.Response], **kwargs) -> tuple[GatewayClient, list[dict]]:
+def run_against(answers: list[tuple[int, dict, dict]], work, **client_kwargs):
+    """Run ``work(client)`` against a small HTTP server giving ``answers`` in turn."""
     seen: list[dict] = []
 
-    def handler(request: httpx.Request) -> httpx.Response:
-        seen.append(json.loads(request.content))
-        return responses.pop(0)
+    async def readings(request: web.Request) -> web.Response:
+        seen.append(json.loads(await request.read()))
+        status, headers, body = answers.pop(0)
+        return web.json_response(body, status=status, headers=headers)
 
-    client = GatewayClient("http://gateway", {"phone-1": "mbd_x_y"}, **kwargs)
-    client._http = httpx.AsyncClient(
-        base_url="http://gateway", transport=httpx.MockTransport(handler)
-    )
-    return client, seen
+    async def main():
+        app = web.Application()
+        app.router.add_post("/v1/readings", readings)
+        async with TestServer(app) as server:
+            url = str(server.make_url("/"))
+            async with GatewayClient(url, {"phone-1": "mbd_x_y"}, **client_kwargs) as client:
+                result = await work(client)
+        return client, seen, result
+
+    return asyncio.run(main())
 
 
 def test_retries_503_and_429_then_counts_the_acceptance() -> None:
-    responses = [
-        httpx.Response(503, headers={"Retry-After": "0"}),
-        httpx.Response(429, headers={"Retry-After": "0"}),
-        httpx.Response(202, json={}),
-    ]
-    client, seen = client_with(responses)
-    assert asyncio.run(client.send(batch(5))) is True
+    answers = [(503, {"Retry-After": "0"}, {}), (429, {"Retry-After": "0"}, {}), (202, {}, {})]
+    client, seen, accepted = run_against(answers, lambda c: c.send(batch(5)))
+    assert accepted is True
     assert [body["batch_seq"] for body in seen] == [5, 5, 5]  # the very same batch each time
     stats = client.stats
     assert stats.accepted == 1 and stats.retried == 2 and stats.accepted_keys == {("phone-1", 5)}
@@ -47,14 +51,25 @@ def test_retries_503_and_429_then_counts_the_acceptance() -> None:
 
 def test_a_final_rejection_is_counted_by_reason_and_not_retried() -> None:
     problems = {"detail": "bad", "problems": [{"field": "accel.0.x", "message": "too big"}]}
-    client, seen = client_with([httpx.Response(422, json=problems)])
-    assert asyncio.run(client.send(batch())) is False
+    client, seen, accepted = run_against([(422, {}, problems)], lambda c: c.send(batch()))
+    assert accepted is False
     assert len(seen) == 1 and client.stats.rejected == {"422 accel.0.x": 1}
 
 
 def test_gives_up_at_the_deadline() -> None:
-    client, _ = client_with(
-        [httpx.Response(503, headers={"Retry-After": "5"})] * 3, give_up_after_s=1
-    )
-    assert asyncio.run(client.send(batch())) is False
+    busy = [(503, {"Retry-After": "5"}, {})] * 3
+    client, _, accepted = run_against(busy, lambda c: c.send(batch()), give_up_after_s=1)
+    assert accepted is False
     assert client.stats.given_up == 1 and client.stats.accepted == 0
+
+
+def test_an_unreachable_gateway_is_retried_then_given_up() -> None:
+    async def main():
+        async with GatewayClient(
+            "http://127.0.0.1:9", {"phone-1": "t"}, give_up_after_s=1.5, max_backoff_s=0.2
+        ) as client:
+            return client, await client.send(batch())
+
+    client, accepted = asyncio.run(main())
+    assert accepted is False and client.stats.retried >= 1 and client.stats.given_up == 1
+    assert "ClientConnectorError" in client.stats.retried_by_status

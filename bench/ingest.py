@@ -1,0 +1,231 @@
+"""Ingest throughput and latency: simulated phones → gateway → the real broker, on one machine.
+
+Starts a broker and ``mbd gateway`` (uvicorn) in subprocesses, pre-generates realistic batches
+with the simulator's phones (2 s of 20 Hz accelerometer + 1 Hz GPS = 42 readings), then:
+
+1. throughput: ``--concurrency`` senders post as fast as answers come back, for ``--seconds``;
+   accepted readings/s and latency;
+2. latency at half that rate: an open-loop sender at 50 % of the measured throughput;
+   p50/p99 latency;
+3. the raw kafka-python producer (bench/kafka_producer.py's measurement) in the same run, as
+   the baseline ratio.
+
+The load generator (aiohttp) runs on the same 2 cores as the gateway and the broker. The
+per-device rate limit is lifted for the run (each phone would otherwise be capped at 5 req/s).
+The last line printed is one JSON object.
+
+    python -m bench.ingest [--devices 2000] [--seconds 20] [--workers 2] [--concurrency 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import aiohttp
+import httpx
+import numpy as np
+
+from bench.kafka_producer import measure_producer, running_broker
+from infra.broker import free_port
+from simulators.fleet import provision_tokens
+from simulators.phone import Phone
+
+
+def make_batches(devices: int, per_device: int) -> tuple[list[str], list[list[bytes]], int]:
+    """Serialized batches per device (generated up front so the sender stays cheap)."""
+    rng = np.random.default_rng(0)
+    start_ms = int(time.time() * 1000) - per_device * 2000 - 60_000
+    ids, bodies, readings = [], [], 0
+    for i in range(devices):
+        phone = Phone(device_id=f"bench-{i:06d}", rng=np.random.default_rng(rng.integers(2**63)),
+                      labelled=i % 5 == 0, start_ms=start_ms)  # fmt: skip
+        batches = [phone.next_batch() for _ in range(per_device)]
+        readings = batches[0].readings
+        ids.append(phone.device_id)
+        bodies.append([json.dumps(b.body).encode() for b in batches])
+    return ids, bodies, readings
+
+
+def headers(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+
+
+def percentile(values: list[float], q: float) -> float:
+    return round(float(np.percentile(values, q)) * 1000, 2) if values else float("nan")
+
+
+async def _post(
+    session: aiohttp.ClientSession, url: str, token: str, body: bytes, latencies: list[float],
+    statuses: Counter[int],
+) -> None:  # fmt: skip
+    started = time.perf_counter()
+    async with session.post(url, data=body, headers=headers(token)) as response:
+        await response.read()
+        statuses[response.status] += 1
+    latencies.append(time.perf_counter() - started)
+
+
+async def closed_loop(url: str, jobs: list[tuple[str, bytes]], concurrency: int, seconds: float):
+    """``concurrency`` senders, each posting its next batch as soon as the last was answered."""
+    latencies: list[float] = []
+    statuses: Counter[int] = Counter()
+    cursor = 0
+    deadline = time.perf_counter() + seconds
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
+
+        async def sender() -> None:
+            nonlocal cursor
+            while time.perf_counter() < deadline and cursor < len(jobs):
+                token, body = jobs[cursor]
+                cursor += 1
+                await _post(session, f"{url}/v1/readings", token, body, latencies, statuses)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(sender() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    return latencies, dict(statuses), elapsed, cursor
+
+
+async def open_loop(url: str, jobs: list[tuple[str, bytes]], rate: float, seconds: float):
+    """Requests started at a fixed ``rate`` whatever the answers do (no coordinated omission)."""
+    latencies: list[float] = []
+    statuses: Counter[int] = Counter()
+    total = min(len(jobs), int(rate * seconds))
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1000)) as session:
+        tasks = []
+        t0 = time.perf_counter()
+        for i in range(total):
+            await asyncio.sleep(max(0.0, t0 + i / rate - time.perf_counter()))
+            token, body = jobs[i]
+            post = _post(session, f"{url}/v1/readings", token, body, latencies, statuses)
+            tasks.append(asyncio.create_task(post))
+        await asyncio.gather(*tasks)
+        elapsed = time.perf_counter() - t0
+    return latencies, dict(statuses), elapsed, total
+
+
+def peak_rss_mb(pid: int) -> float:
+    """Peak resident memory of a process and its children (uvicorn workers), in MB."""
+    total = 0
+    for proc in [pid, *_children(pid)]:
+        try:
+            for line in Path(f"/proc/{proc}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    total += int(line.split()[1])
+        except FileNotFoundError:
+            continue
+    return round(total / 1024, 1)
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except FileNotFoundError:
+        return []
+    kids = [int(p) for p in text.split()]
+    return kids + [grandchild for kid in kids for grandchild in _children(kid)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--devices", type=int, default=2000)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+
+    ids, bodies, readings_per_batch = make_batches(args.devices, per_device=40)
+    with running_broker(None) as kafka, tempfile.TemporaryDirectory(prefix="mbd-bench-") as tmp:
+        registry = Path(tmp) / "devices.json"
+        tokens = provision_tokens(ids, Path(tmp) / "tokens.json", registry)
+        jobs = [(tokens[ids[d]], bodies[d][k]) for k in range(40) for d in range(len(ids))]
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        env = {
+            **os.environ,
+            "MBD_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+            "MBD_GATEWAY_DEVICES_FILE": str(registry),
+            "MBD_GATEWAY_RATE_PER_DEVICE": "100000",
+            "MBD_GATEWAY_BURST_PER_DEVICE": "100000",
+        }
+        gateway = subprocess.Popen(
+            [sys.executable, "-m", "infra.cli", "gateway", "--port", str(port),
+             "--workers", str(args.workers)],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            deadline = time.time() + 60
+            while time.time() < deadline:
+                try:
+                    if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.3)
+            # Warm-up: connections, producer metadata, first-call costs.
+            asyncio.run(closed_loop(url, jobs[:200], 16, 10))
+            lat, statuses, elapsed, sent = asyncio.run(
+                closed_loop(url, jobs[200:], args.concurrency, args.seconds)
+            )
+            accepted = statuses.get(202, 0)
+            throughput = {
+                "requests": sent, "statuses": statuses, "seconds": round(elapsed, 2),
+                "accepted_batches_per_s": round(accepted / elapsed, 1),
+                "accepted_readings_per_s": round(accepted * readings_per_batch / elapsed, 1),
+                "latency_p50_ms": percentile(lat, 50), "latency_p99_ms": percentile(lat, 99),
+            }  # fmt: skip
+            print(f"throughput: {json.dumps(throughput)}", flush=True)
+            half_rate = max(1.0, accepted / elapsed / 2)
+            offset = 200 + sent
+            lat2, statuses2, _, sent2 = asyncio.run(
+                open_loop(url, jobs[offset:], half_rate, args.seconds)
+            )
+            half = {
+                "target_batches_per_s": round(half_rate, 1),
+                "target_readings_per_s": round(half_rate * readings_per_batch, 1),
+                "requests": sent2, "statuses": statuses2,
+                "latency_p50_ms": percentile(lat2, 50), "latency_p99_ms": percentile(lat2, 99),
+            }  # fmt: skip
+            print(f"half rate: {json.dumps(half)}", flush=True)
+            memory = peak_rss_mb(gateway.pid)
+        finally:
+            gateway.terminate()
+            gateway.wait(timeout=30)
+        raw = measure_producer(kafka, records=30_000, linger_ms=20, batch_size=262144,
+                               compression_type="lz4")  # fmt: skip
+        raw_batch_bytes = measure_producer(
+            kafka, records=30_000, record_bytes=len(bodies[0][0]), linger_ms=20,
+            batch_size=262144, compression_type="lz4",
+        )  # fmt: skip
+        print(f"raw producer: {json.dumps({'1KB': raw, 'batch_sized': raw_batch_bytes})}")
+
+    summary = {
+        "benchmark": "ingest",
+        "machine": f"{platform.node()} {os.cpu_count()} cores",
+        "devices": args.devices, "gateway_workers": args.workers,
+        "readings_per_batch": readings_per_batch, "batch_bytes": len(bodies[0][0]),
+        "throughput": throughput, "half_rate": half,
+        "gateway_peak_rss_mb": memory,
+        "raw_producer_records_per_s": raw["records_per_s"],
+        "raw_producer_batch_sized_records_per_s": raw_batch_bytes["records_per_s"],
+        "ratio_to_raw_producer": round(
+            throughput["accepted_batches_per_s"] / raw_batch_bytes["records_per_s"], 3
+        ),
+        "goal_readings_per_s": 50_000,
+        "goal_p99_ms_at_half_rate": 100,
+    }  # fmt: skip
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
