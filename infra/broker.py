@@ -66,7 +66,13 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def _port_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether the broker could listen on ``port``.
+
+    SO_REUSEADDR as the broker's own listener sets it: connections of clients still retrying
+    a killed broker linger in TIME_WAIT and must not count as "in use".
+    """
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:

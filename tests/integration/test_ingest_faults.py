@@ -79,10 +79,17 @@ def test_no_acknowledged_batch_is_lost_when_the_broker_dies(tmp_path: Path) -> N
         stderr=subprocess.STDOUT,
     )
     readiness_during_outage: list[int] = []
+    outage_errors: list[BaseException] = []
     try:
         wait_for(lambda: gateway_ready(url), 30, "the gateway")
 
         def outage() -> None:
+            try:
+                kill_and_restart()
+            except BaseException as error:  # surfaced in the main thread below
+                outage_errors.append(error)
+
+        def kill_and_restart() -> None:
             time.sleep(6)
             broker.kill(data_dir)  # kill -9: no clean shutdown
             deadline = time.monotonic() + 6
@@ -111,6 +118,7 @@ def test_no_acknowledged_batch_is_lost_when_the_broker_dies(tmp_path: Path) -> N
         broker.start(broker_settings, broker.JvmSettings())  # reopen to read what was stored
 
     try:
+        assert not outage_errors, outage_errors
         assert stats.given_up == 0
         assert stats.retried_by_status.get("503", 0) > 0, stats.summary()
         assert 503 in readiness_during_outage
