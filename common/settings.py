@@ -175,3 +175,49 @@ class SimulatorSettings(BaseSettings):
     max_connections: int = Field(default=200, ge=1)
     give_up_after_s: float = Field(default=120.0, gt=0)
     max_backoff_s: float = Field(default=10.0, gt=0)
+
+
+class WindowSettings(BaseSettings):
+    """How raw samples become model input: shared by the streaming job and the prediction API."""
+
+    model_config = SettingsConfigDict(env_prefix="MBD_WINDOW_", frozen=True)
+
+    length_s: float = Field(default=10.0, gt=0)
+    slide_s: float = Field(default=5.0, gt=0)
+    rate_hz: float = Field(default=20.0, gt=0)
+    min_coverage: float = Field(default=0.8, gt=0, le=1)
+
+    @property
+    def length_ms(self) -> int:
+        return round(self.length_s * 1000)
+
+    @property
+    def slide_ms(self) -> int:
+        return round(self.slide_s * 1000)
+
+    @property
+    def samples(self) -> int:
+        """Grid points per window: rate × length."""
+        return round(self.rate_hz * self.length_s)
+
+
+class StreamSettings(BaseSettings):
+    """The Structured Streaming job: Kafka → dedupe → clean → windows → lake (+ live scoring)."""
+
+    model_config = SettingsConfigDict(env_prefix="MBD_STREAM_", frozen=True)
+
+    lake_dir: Path = Path("data/lake")
+    checkpoint_dir: Path = Path("data/checkpoints/stream")
+    status_file: Path = Path("data/status/stream.json")
+    trigger_s: float = Field(default=2.0, gt=0)
+    lateness_s: float = Field(default=10.0, ge=0, description="per-device watermark delay")
+    idle_flush_s: float = Field(default=30.0, gt=0, description="flush a silent phone's windows")
+    dedupe_horizon_s: float = Field(default=900.0, gt=0)
+    saturation_m_s2: float = Field(default=78.0, gt=0)
+    spike_m_s2: float = Field(default=30.0, gt=0, description="jump from the batch median")
+    max_batch_skew_s: float = Field(default=300.0, gt=0)
+    max_offsets_per_trigger: int | None = Field(default=None, ge=1)
+    starting_offsets: str = "earliest"
+    window: WindowSettings = Field(default_factory=WindowSettings)
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    spark: SparkSettings = Field(default_factory=SparkSettings)

@@ -174,6 +174,29 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0 if stats.given_up == 0 else 1
 
 
+def cmd_stream(args: argparse.Namespace) -> int:
+    from common.settings import SparkSettings, StreamSettings
+    from common.spark import build_spark_session
+    from streaming import job
+
+    spark_overrides = {"master": args.master} if args.master else {}
+    settings = StreamSettings(
+        **_overrides(args, "trigger_s", "checkpoint_dir", "lake_dir"),
+        spark=SparkSettings(**spark_overrides),
+    )
+    spark = build_spark_session(settings.spark, JvmSettings(), app_name="mbd-stream")
+    query = job.start(spark, settings, available_now=args.available_now)
+    try:
+        query.awaitTermination()
+    except KeyboardInterrupt:
+        query.stop()
+    if query.exception() is not None:
+        print(f"mbd: streaming query failed: {query.exception()}", file=sys.stderr)
+        return 1
+    print(json.dumps(query.lastProgress and {"last_batch": query.lastProgress["batchId"]}))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mbd", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
@@ -206,6 +229,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     devices.add_argument("--json", action="store_true", help="print issued tokens as JSON")
     devices.set_defaults(handler=cmd_devices)
+
+    stream = commands.add_parser("stream", help="the streaming job: Kafka → windows → lake")
+    stream.add_argument("--trigger", dest="trigger_s", type=float, help="seconds per micro-batch")
+    stream.add_argument("--checkpoint", dest="checkpoint_dir", type=Path, help="checkpoint folder")
+    stream.add_argument("--lake", dest="lake_dir", type=Path, help="lake folder (data/lake)")
+    stream.add_argument("--master", help="Spark master URL (MBD_SPARK_MASTER, local[*])")
+    stream.add_argument(
+        "--available-now", action="store_true", help="drain what Kafka holds now, then stop"
+    )
+    stream.set_defaults(handler=cmd_stream)
 
     simulate = commands.add_parser(
         "simulate", help="a fleet of simulated phones (or `simulate replay FILE`)"

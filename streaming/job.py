@@ -1,0 +1,104 @@
+"""Wires the streaming job from its settings: Kafka source → steps → per-device windows → lake.
+
+The one place that calls ``readStream``/``writeStream``; everything it chains is a pure step.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.streaming import StreamingQuery, StreamingQueryListener
+from pyspark.sql.streaming.state import GroupStateTimeout
+
+from common.settings import StreamSettings
+from streaming.device_windows import spark_step
+from streaming.schema import OUTPUT, STATE
+from streaming.sink import LakeWriter, Scorer, write_status
+from streaming.steps import explode_samples, mark_rejects, parse
+
+log = logging.getLogger(__name__)
+QUERY_NAME = "mbd-stream"
+
+
+def kafka_source(spark: SparkSession, settings: StreamSettings) -> DataFrame:
+    reader = (
+        spark.readStream.format("kafka")
+        .option("kafka.bootstrap.servers", settings.kafka.bootstrap_servers)
+        .option("subscribe", settings.kafka.readings_topic)
+        .option("startingOffsets", settings.starting_offsets)
+        .option("includeHeaders", "true")
+        .option("failOnDataLoss", "true")
+    )
+    if settings.max_offsets_per_trigger:
+        reader = reader.option("maxOffsetsPerTrigger", settings.max_offsets_per_trigger)
+    return reader.load()
+
+
+def windows_from_records(records: DataFrame, settings: StreamSettings) -> DataFrame:
+    """Kafka records → window, quarantine and duplicate rows (``streaming.schema.OUTPUT``)."""
+    samples = mark_rejects(explode_samples(parse(records)), settings)
+    return samples.groupBy("device_key").applyInPandasWithState(
+        spark_step(settings),
+        outputStructType=OUTPUT,
+        stateStructType=STATE,
+        outputMode="append",
+        timeoutConf=GroupStateTimeout.ProcessingTimeTimeout,
+    )
+
+
+class StatusListener(StreamingQueryListener):
+    """Writes each micro-batch's progress where `mbd status` and the API read it."""
+
+    def __init__(self, settings: StreamSettings, writer: LakeWriter) -> None:
+        self.settings, self.writer = settings, writer
+
+    def onQueryStarted(self, event: Any) -> None:
+        log.info("streaming query %s started", event.id)
+
+    def onQueryProgress(self, event: Any) -> None:
+        progress = event.progress
+        if progress.name != QUERY_NAME:
+            return
+        metrics = progress.sources[0].metrics if progress.sources else {}
+        write_status(self.settings.status_file, {
+            "updated_at": time.time(),
+            "batch_id": progress.batchId,
+            "input_rows": progress.numInputRows,
+            "input_rows_per_s": progress.processedRowsPerSecond,
+            "batch_duration_ms": progress.batchDuration,
+            "offsets_behind_latest": metrics.get("maxOffsetsBehindLatest"),
+            "last_batch": self.writer.last,
+            "totals": dict(self.writer.totals),
+        })  # fmt: skip
+
+    def onQueryIdle(self, event: Any) -> None:
+        pass
+
+    def onQueryTerminated(self, event: Any) -> None:
+        log.info("streaming query %s terminated", event.id)
+
+
+def start(
+    spark: SparkSession,
+    settings: StreamSettings,
+    *,
+    available_now: bool = False,
+    scorer: Scorer | None = None,
+) -> StreamingQuery:
+    """Start the query; with ``available_now`` it drains what Kafka holds and stops."""
+    writer = LakeWriter(settings, scorer=scorer)
+    spark.streams.addListener(StatusListener(settings, writer))
+    stream = windows_from_records(kafka_source(spark, settings), settings)
+    builder = (
+        stream.writeStream.queryName(QUERY_NAME)
+        .foreachBatch(writer)
+        .option("checkpointLocation", str(settings.checkpoint_dir))
+    )
+    if available_now:
+        builder = builder.trigger(availableNow=True)
+    else:
+        builder = builder.trigger(processingTime=f"{settings.trigger_s} seconds")
+    return builder.start()
