@@ -187,7 +187,10 @@ def cmd_stream(args: argparse.Namespace) -> int:
     spark = build_spark_session(settings.spark, JvmSettings(), app_name="mbd-stream")
     query = job.start(spark, settings, available_now=args.available_now)
     try:
-        query.awaitTermination()
+        if args.available_now:
+            job.wait_until_drained(query)
+        else:
+            query.awaitTermination()
     except KeyboardInterrupt:
         query.stop()
     if query.exception() is not None:

@@ -15,8 +15,9 @@ to ``applyInPandasWithState``.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -24,11 +25,10 @@ import pandas as pd
 
 from common.settings import StreamSettings
 from common.windows import gps_summary, resample, window_label, window_starts_containing
-from streaming.schema import OUTPUT, STATE
+from streaming.schema import OUTPUT
 from streaming.steps import UNPARSEABLE_KEY
 
 OUTPUT_COLUMNS = [f.name for f in OUTPUT.fields]
-STATE_FIELDS = [f.name for f in STATE.fields]
 
 
 @dataclass
@@ -48,13 +48,12 @@ class DeviceState:
     seen_seq: list[int] = field(default_factory=list)
     seen_at: list[int] = field(default_factory=list)
 
-    def as_tuple(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, name) for name in STATE_FIELDS)
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
 
     @classmethod
-    def from_tuple(cls, values: tuple[Any, ...]) -> DeviceState:
-        return cls(**{name: (list(v) if isinstance(v, list | tuple | np.ndarray) else v)
-                      for name, v in zip(STATE_FIELDS, values, strict=True)})  # fmt: skip
+    def from_json(cls, text: str) -> DeviceState:
+        return cls(**json.loads(text))
 
 
 def _row(kind: str, device_id: str | None, **values: Any) -> dict[str, Any]:
@@ -212,9 +211,16 @@ def _prune(state: DeviceState) -> None:
         setattr(state, name, [values[i] for i in keep_gps])
 
 
-def spark_step(settings: StreamSettings):
-    """The function for ``applyInPandasWithState`` (picklable: it closes over settings only)."""
-    idle_ms = int(settings.idle_flush_s * 1000)
+DRAIN_IDLE_MS = 1000
+
+
+def spark_step(settings: StreamSettings, *, drain: bool = False):
+    """The function for ``applyInPandasWithState`` (picklable: it closes over settings only).
+
+    ``drain``: flush a phone as soon as a micro-batch brings it nothing, and keep no tombstone,
+    so that an available-now run emits every open window and then ends.
+    """
+    idle_ms = DRAIN_IDLE_MS if drain else int(settings.idle_flush_s * 1000)
     tombstone_ms = int(settings.dedupe_horizon_s * 1000)
 
     def step(key: tuple[str], batches: Iterator[pd.DataFrame], state) -> Iterator[pd.DataFrame]:
@@ -230,17 +236,20 @@ def spark_step(settings: StreamSettings):
                 columns=OUTPUT_COLUMNS,
             )
             return
-        current = DeviceState.from_tuple(state.get) if state.exists else DeviceState()
+        current = DeviceState.from_json(state.get[0]) if state.exists else DeviceState()
         if state.hasTimedOut:
             if not current.t:  # a tombstone that has outlived the dedupe horizon
                 state.remove()
                 return
             out = advance(current, device_key, pd.DataFrame(), settings, now_ms=now_ms, flush=True)
-            state.update(current.as_tuple())
-            state.setTimeoutDuration(tombstone_ms)
+            if drain:
+                state.remove()
+            else:
+                state.update((current.to_json(),))
+                state.setTimeoutDuration(tombstone_ms)
         else:
             out = advance(current, device_key, rows, settings, now_ms=now_ms)
-            state.update(current.as_tuple())
+            state.update((current.to_json(),))
             state.setTimeoutDuration(idle_ms)
         if out:
             yield pd.DataFrame(out, columns=OUTPUT_COLUMNS)

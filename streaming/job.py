@@ -37,11 +37,13 @@ def kafka_source(spark: SparkSession, settings: StreamSettings) -> DataFrame:
     return reader.load()
 
 
-def windows_from_records(records: DataFrame, settings: StreamSettings) -> DataFrame:
+def windows_from_records(
+    records: DataFrame, settings: StreamSettings, *, drain: bool = False
+) -> DataFrame:
     """Kafka records → window, quarantine and duplicate rows (``streaming.schema.OUTPUT``)."""
     samples = mark_rejects(explode_samples(parse(records)), settings)
     return samples.groupBy("device_key").applyInPandasWithState(
-        spark_step(settings),
+        spark_step(settings, drain=drain),
         outputStructType=OUTPUT,
         stateStructType=STATE,
         outputMode="append",
@@ -91,14 +93,40 @@ def start(
     """Start the query; with ``available_now`` it drains what Kafka holds and stops."""
     writer = LakeWriter(settings, scorer=scorer)
     spark.streams.addListener(StatusListener(settings, writer))
-    stream = windows_from_records(kafka_source(spark, settings), settings)
+    stream = windows_from_records(kafka_source(spark, settings), settings, drain=available_now)
     builder = (
         stream.writeStream.queryName(QUERY_NAME)
         .foreachBatch(writer)
         .option("checkpointLocation", str(settings.checkpoint_dir))
     )
-    if available_now:
-        builder = builder.trigger(availableNow=True)
-    else:
-        builder = builder.trigger(processingTime=f"{settings.trigger_s} seconds")
-    return builder.start()
+    # Spark's availableNow trigger never ends a query with processing-time timeouts (it keeps
+    # running batches for them), so draining runs the normal trigger and stops the query once
+    # it is drained: see `wait_until_drained`.
+    interval = 0.5 if available_now else settings.trigger_s
+    return builder.trigger(processingTime=f"{interval} seconds").start()
+
+
+def drained(progress: dict[str, Any] | None) -> bool:
+    """True after a micro-batch that read nothing and left no per-device state behind."""
+    if not progress or progress.get("numInputRows", 1) != 0:
+        return False
+    operators = progress.get("stateOperators") or []
+    behind = [(s.get("metrics") or {}).get("maxOffsetsBehindLatest") for s in progress["sources"]]
+    return all(op.get("numRowsTotal", 1) == 0 for op in operators) and all(
+        b in (None, "0", 0) for b in behind
+    )
+
+
+def wait_until_drained(query: StreamingQuery, *, poll_s: float = 0.5) -> None:
+    """Block until the query has processed everything and flushed every phone, then stop it."""
+    last_batch = -1
+    while query.isActive:
+        progress = query.lastProgress
+        if progress and progress["batchId"] != last_batch:
+            last_batch = progress["batchId"]
+            if drained(progress):
+                query.stop()
+                return
+        time.sleep(poll_s)
+    if query.exception() is not None:
+        raise query.exception()

@@ -68,28 +68,14 @@ OUTPUT = StructType(
         StructField("distance_m", DoubleType()),
         StructField("ingest_lag_ms", LongType()),
         StructField("reason", StringType()),
+        StructField("detail", StringType()),
         StructField("batch_seq", LongType()),
         StructField("t", LongType()),
         StructField("raw", StringType()),
     ]
 )
 
-# Per-device state kept by Spark between micro-batches (arrays: the buffered samples).
-STATE = StructType(
-    [
-        StructField("next_start", LongType()),
-        StructField("max_t", LongType()),
-        StructField("t", ArrayType(LongType())),
-        StructField("x", ArrayType(DoubleType())),
-        StructField("y", ArrayType(DoubleType())),
-        StructField("z", ArrayType(DoubleType())),
-        StructField("label", ArrayType(StringType())),
-        StructField("seq", ArrayType(LongType())),
-        StructField("ingest", ArrayType(LongType())),
-        StructField("gps_t", ArrayType(LongType())),
-        StructField("gps_lat", ArrayType(DoubleType())),
-        StructField("gps_lon", ArrayType(DoubleType())),
-        StructField("seen_seq", ArrayType(LongType())),
-        StructField("seen_at", ArrayType(LongType())),
-    ]
-)
+# Per-device state kept by Spark between micro-batches: one JSON document (see DeviceState).
+# A single string column, because PySpark 4.0 cannot hand array columns of an existing state
+# back to Python (its pickler fails on them).
+STATE = StructType([StructField("json", StringType())])

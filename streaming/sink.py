@@ -66,8 +66,8 @@ class LakeWriter:
         started = time.perf_counter()
         output.persist()
         try:
-            counts = {(r["kind"], r["reason"]): r["count"]
-                      for r in output.groupBy("kind", "reason").count().collect()}  # fmt: skip
+            tally = output.groupBy("kind", "reason").count().toPandas()
+            counts = {(r.kind, r.reason): int(r.count) for r in tally.itertuples()}
             windows = sum(n for (kind, _), n in counts.items() if kind == "window")
             quarantined = {
                 reason: n for (kind, reason), n in counts.items() if kind == "quarantine"

@@ -23,12 +23,12 @@ def parse(records: DataFrame) -> DataFrame:
     raw = F.col("value").cast("string")
     ingest_header = F.filter(F.col("headers"), lambda h: h["key"] == "ingest_ms")
     ingest_ms = F.coalesce(
-        F.element_at(ingest_header, 1)["value"].cast("string").cast("long"),
+        F.try_element_at(ingest_header, F.lit(1))["value"].cast("string").cast("long"),
         (F.col("timestamp").cast("double") * 1000).cast("long"),
     )
     parsed = F.from_json(raw, BATCH, {"mode": "PERMISSIVE"})
     error = (
-        F.when(parsed.isNull(), F.lit("unparseable JSON"))
+        F.when(parsed.isNull() | F.get_json_object(raw, "$").isNull(), F.lit("unparseable JSON"))
         .when(parsed["device_id"].isNull(), F.lit("missing device_id"))
         .when(parsed["batch_seq"].isNull(), F.lit("missing batch_seq"))
     )
@@ -42,7 +42,7 @@ def _median(values: Column) -> Column:
     """Median of a numeric array, ignoring nulls (null for an empty array)."""
     present = F.array_sort(F.filter(values, lambda v: v.isNotNull()))
     n = F.size(present)
-    return F.when(n > 0, F.element_at(present, ((n + 1) / 2).cast("int")))
+    return F.when(n > 0, F.try_element_at(present, ((n + 1) / 2).cast("int")))
 
 
 def explode_samples(batches: DataFrame) -> DataFrame:
@@ -63,9 +63,7 @@ def explode_samples(batches: DataFrame) -> DataFrame:
             F.lit(None).cast("double").alias("z"), g["lat"].alias("lat"), g["lon"].alias("lon"),
         ),
     )  # fmt: skip
-    medians = {
-        axis: _median(F.transform(F.col("accel"), lambda a, ax=axis: a[ax])) for axis in "xyz"
-    }
+    medians = {axis: _median(F.col("accel")[axis]) for axis in "xyz"}
     sent_at_ms = (F.to_timestamp("sent_at").cast("double") * 1000).cast("long")
     good = (
         batches.where(F.col("parse_error").isNull())
