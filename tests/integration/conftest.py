@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from common.kafka import ensure_topics
-from common.settings import BrokerSettings, JvmSettings, KafkaSettings, SparkSettings
+from common.settings import BrokerSettings, JvmSettings, KafkaSettings
 from common.topics import TopicSpec
 from infra import broker
 
@@ -37,17 +37,3 @@ def fresh_topic(kafka_broker: KafkaSettings) -> str:
     name = f"test.{uuid.uuid4().hex[:12]}"
     ensure_topics(kafka_broker, [TopicSpec(name=name, partitions=4)])
     return name
-
-
-@pytest.fixture(scope="session")
-def spark():
-    """A local Spark session with the Kafka connector, shared by the session."""
-    from common.spark import build_spark_session
-
-    session = build_spark_session(
-        SparkSettings(master="local[2]", shuffle_partitions=2), JvmSettings(), app_name="mbd-tests"
-    )
-    try:
-        yield session
-    finally:
-        session.stop()

@@ -39,3 +39,92 @@ def test_windows_are_emitted_when_the_device_watermark_passes_their_end() -> Non
     out = run(state, samples(T0 + 12_000, 8, seq=1))
     assert list(out["window_start_ms"]) == [T0 + 5000]  # [10, 20) ends after the last sample
     assert list(out.iloc[0]["batch_seqs"]) == [0, 1]
+
+
+def test_a_resent_batch_is_dropped_and_reported() -> None:
+    state = DeviceState()
+    run(state, samples(T0, 4, seq=7))
+    out = run(state, samples(T0, 4, seq=7))
+    assert list(out["kind"]) == ["duplicate"] and out.iloc[0]["batch_seq"] == 7
+    assert len(state.t) == 80  # the resent samples were not buffered twice
+
+
+def test_late_samples_are_quarantined_not_windowed_twice() -> None:
+    state = DeviceState()
+    run(state, samples(T0, 20, seq=0))  # emits windows up to [5, 15)
+    out = run(state, samples(T0 + 2000, 1, seq=1))  # belongs to windows already emitted
+    assert set(out["kind"]) == {"quarantine"} and set(out["reason"]) == {"late"}
+    assert len(out) == 20
+
+
+def test_rejected_samples_go_to_quarantine_with_their_reason() -> None:
+    state = DeviceState()
+    rows = samples(T0, 2, seq=0)
+    rows.loc[3, "reject_reason"] = "null axis"
+    rows.loc[5, "reject_reason"] = "spike"
+    out = run(state, rows)
+    quarantined = out[out["kind"] == "quarantine"]
+    assert sorted(quarantined["reason"]) == ["null axis", "spike"]
+    assert len(state.t) == 38
+
+
+def test_out_of_order_samples_make_the_same_window() -> None:
+    ordered, shuffled = DeviceState(), DeviceState()
+    rows = samples(T0, 20, seq=0)
+    a = run(ordered, rows)
+    b = run(shuffled, rows.sample(frac=1.0, random_state=1))
+    assert np.array_equal(np.stack(a["tensor"].dropna()), np.stack(b["tensor"].dropna()))
+
+
+def test_window_label_rule_mixed_or_absent_is_null() -> None:
+    state = DeviceState()
+    rows = pd.concat([
+        samples(T0, 5, seq=0, label="walking"), samples(T0 + 5000, 5, seq=1, label="jogging"),
+        samples(T0 + 10_000, 5, seq=2, label=None), samples(T0 + 15_000, 6, seq=3),
+    ])  # fmt: skip
+    out = run(state, rows).set_index("window_start_ms")
+    assert out.loc[T0, "label"] is None  # walking + jogging
+    assert out.loc[T0 + 5000, "label"] is None  # jogging + unlabelled
+    out = run(state, samples(T0 + 21_000, 10, seq=4))
+    assert out.set_index("window_start_ms").loc[T0 + 15_000, "label"] == "walking"
+
+
+def test_flush_emits_the_open_windows_of_a_silent_phone() -> None:
+    state = DeviceState()
+    run(state, samples(T0, 12, seq=0))
+    out = run(state, pd.DataFrame(), flush=True)
+    assert list(out["window_start_ms"]) == [T0 + 5000, T0 + 10_000]
+    assert list(out["kind"]) == ["quarantine", "quarantine"]  # only 7 s and 2 s of 10 covered
+    assert state.t == [] and state.next_start == T0 + 15_000
+
+
+def test_gaps_are_skipped_without_walking_every_empty_window() -> None:
+    state = DeviceState()
+    run(state, samples(T0, 10, seq=0))
+    out = run(state, samples(T0 + 86_400_000, 12, seq=1))  # a day later
+    starts = list(out["window_start_ms"])
+    assert len(starts) <= 4 and starts[-1] == T0 + 86_400_000
+
+
+def test_state_survives_a_json_round_trip() -> None:
+    state = DeviceState()
+    run(state, samples(T0, 12, seq=0))
+    again = DeviceState.from_json(state.to_json())
+    assert again == state
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_resampling_matches_a_numpy_reference(seed: int) -> None:
+    from common.windows import resample
+
+    rng = np.random.default_rng(seed)
+    window = WindowSettings()
+    t = np.sort(rng.integers(T0, T0 + 10_000, size=180))
+    xyz = rng.normal(0, 5, size=(180, 3))
+    result = resample(t, xyz, T0, window)
+    grid = T0 + np.arange(200) * 50.0
+    _, first = np.unique(t, return_index=True)
+    reference = np.column_stack([np.interp(grid, t[first], xyz[first, i]) for i in range(3)])
+    assert np.allclose(result.tensor, reference, atol=1e-5)
+    cells = np.unique((t - T0) // 50)
+    assert result.coverage == pytest.approx(len(cells) / 200)
