@@ -112,12 +112,20 @@ def _drop_seen_batches(
     horizon = now_ms - int(settings.dedupe_horizon_s * 1000)
     kept = [(s, at) for s, at in zip(state.seen_seq, state.seen_at, strict=True) if at >= horizon]
     seen = {s for s, _ in kept}
-    incoming = pd.unique(rows["batch_seq"].dropna().astype("int64"))
-    duplicates = [int(s) for s in incoming if s in seen]
+    # A batch resent soon after may arrive in the same micro-batch: keep its first record only.
+    first = rows.groupby("batch_seq")["record_offset"].transform("min")
+    repeated = rows["record_offset"] != first
+    duplicates = [
+        int(seq) for seq, offsets in rows[repeated].groupby("batch_seq")["record_offset"]
+        for _ in range(offsets.nunique())
+    ]  # fmt: skip
+    rows = rows[~repeated]
+    incoming = pd.unique(rows["batch_seq"].astype("int64"))
+    duplicates += [int(s) for s in incoming if s in seen]
     kept += [(int(s), now_ms) for s in incoming if s not in seen]
     state.seen_seq, state.seen_at = [s for s, _ in kept], [at for _, at in kept]
     out += [_row("duplicate", device_id, batch_seq=s) for s in duplicates]
-    return rows[~rows["batch_seq"].isin(duplicates)] if duplicates else rows
+    return rows[~rows["batch_seq"].isin(seen)]
 
 
 def _buffer(state: DeviceState, accel: pd.DataFrame, gps: pd.DataFrame) -> None:

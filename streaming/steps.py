@@ -34,8 +34,8 @@ def parse(records: DataFrame) -> DataFrame:
     )
     return records.select(
         parsed.alias("batch"), raw.alias("raw"), ingest_ms.alias("ingest_ms"),
-        error.alias("parse_error"),
-    ).select("batch.*", "raw", "ingest_ms", "parse_error")  # fmt: skip
+        error.alias("parse_error"), F.col("offset").alias("record_offset"),
+    ).select("batch.*", "raw", "ingest_ms", "parse_error", "record_offset")  # fmt: skip
 
 
 def _median(values: Column) -> Column:
@@ -68,7 +68,8 @@ def explode_samples(batches: DataFrame) -> DataFrame:
     good = (
         batches.where(F.col("parse_error").isNull())
         .select(
-            "device_id", "batch_seq", "label", "ingest_ms", sent_at_ms.alias("sent_at_ms"),
+            "device_id", "batch_seq", "label", "ingest_ms", "record_offset",
+            sent_at_ms.alias("sent_at_ms"),
             *(medians[axis].alias(f"median_{axis}") for axis in "xyz"),
             F.explode(F.concat(accel, gps)).alias("sample"),
         )
@@ -77,7 +78,7 @@ def explode_samples(batches: DataFrame) -> DataFrame:
     )  # fmt: skip
     bad = batches.where(F.col("parse_error").isNotNull()).select(
         F.lit(None).cast("string").alias("device_id"), F.lit(None).cast("long").alias("batch_seq"),
-        F.lit(None).cast("string").alias("label"), "ingest_ms",
+        F.lit(None).cast("string").alias("label"), "ingest_ms", "record_offset",
         F.lit(None).cast("long").alias("sent_at_ms"),
         *(F.lit(None).cast("double").alias(f"median_{axis}") for axis in "xyz"),
         F.lit("record").alias("sensor"), F.lit(None).cast("long").alias("t"),
@@ -110,5 +111,5 @@ def mark_rejects(samples: DataFrame, settings: StreamSettings) -> DataFrame:
     return samples.select(
         F.coalesce(F.col("device_id"), F.lit(UNPARSEABLE_KEY)).alias("device_key"),
         "device_id", "batch_seq", "sensor", "t", "x", "y", "z", "lat", "lon", "label",
-        "ingest_ms", reason.alias("reject_reason"), "raw",
+        "ingest_ms", "record_offset", reason.alias("reject_reason"), "raw",
     )  # fmt: skip

@@ -20,7 +20,8 @@ def samples(start_ms: int, seconds: float, *, seq: int, label: str | None = "wal
     return pd.DataFrame({
         "device_key": "d1", "device_id": "d1", "batch_seq": seq, "sensor": "accel", "t": t,
         "x": np.sin(t / 1000.0), "y": 9.81, "z": 0.1, "lat": np.nan, "lon": np.nan,
-        "label": label, "ingest_ms": start_ms + 2500, "reject_reason": reject, "raw": None,
+        "label": label, "ingest_ms": start_ms + 2500, "record_offset": seq * 10,
+        "reject_reason": reject, "raw": None,
     })  # fmt: skip
 
 
@@ -47,6 +48,14 @@ def test_a_resent_batch_is_dropped_and_reported() -> None:
     out = run(state, samples(T0, 4, seq=7))
     assert list(out["kind"]) == ["duplicate"] and out.iloc[0]["batch_seq"] == 7
     assert len(state.t) == 80  # the resent samples were not buffered twice
+
+
+def test_a_batch_resent_within_one_micro_batch_is_dropped_too() -> None:
+    state = DeviceState()
+    again = samples(T0, 4, seq=7).assign(record_offset=71)
+    out = run(state, pd.concat([samples(T0, 4, seq=7), again]))
+    assert list(out.loc[out["kind"] == "duplicate", "batch_seq"]) == [7]
+    assert len(state.t) == 80
 
 
 def test_late_samples_are_quarantined_not_windowed_twice() -> None:

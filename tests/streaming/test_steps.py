@@ -10,13 +10,16 @@ from pyspark.testing import assertDataFrameEqual
 from common.settings import StreamSettings
 from streaming.steps import UNPARSEABLE_KEY, explode_samples, mark_rejects, parse
 
-KAFKA_SCHEMA = "value binary, timestamp timestamp, headers array<struct<key:string,value:binary>>"
+KAFKA_SCHEMA = (
+    "value binary, timestamp timestamp, headers array<struct<key:string,value:binary>>, offset long"
+)
 T = 1_795_341_600_000
 
 
 def kafka_rows(spark, *values: bytes, ingest_ms: int = T + 2500):
     headers = [("ingest_ms", str(ingest_ms).encode())]
-    return spark.createDataFrame([(v, None, headers) for v in values], KAFKA_SCHEMA)
+    rows = [(v, None, headers, offset) for offset, v in enumerate(values)]
+    return spark.createDataFrame(rows, KAFKA_SCHEMA)
 
 
 def batch(seq: int, accel: list[tuple], gps: list[tuple] = ()) -> bytes:
