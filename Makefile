@@ -48,6 +48,7 @@ bench: $(INSTALLED) $(JARS_STAMP)
 	mkdir -p bench/results
 	$(BIN)/python bench/kafka_producer.py | tee bench/results/kafka_producer.txt
 	$(BIN)/python -m bench.ingest | tee bench/results/ingest.txt
+	$(BIN)/python -m bench.streaming | tee bench/results/streaming.txt
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .ruff_cache .mypy_cache
