@@ -200,6 +200,29 @@ def cmd_stream(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sending_options(parser: argparse.ArgumentParser, *, after_mode: bool = False) -> None:
+    """Options of `simulate` and `simulate replay`, accepted before or after the mode.
+
+    After the mode their defaults are suppressed, so they do not overwrite what was given
+    before it (argparse lets a subparser's defaults win).
+    """
+    default: dict[str, Any] = {"default": argparse.SUPPRESS} if after_mode else {}
+    parser.add_argument("--gateway", help="gateway base URL (MBD_SIM_GATEWAY_URL)", **default)
+    parser.add_argument(
+        "--interval", dest="interval_s", type=float, help="seconds per batch", **default
+    )
+    parser.add_argument(
+        "--tokens", dest="tokens_file", type=Path, help="saved device tokens", **default
+    )
+    parser.add_argument(
+        "--devices-file", type=Path, help="the gateway's device registry", **default
+    )
+    parser.add_argument(
+        "--report", type=Path, help="write tallies and accepted keys as JSON", **default
+    )
+    parser.add_argument("--quiet", action="store_true", help="no live display", **default)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mbd", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
@@ -250,8 +273,6 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--duration", type=duration, default=60.0, help="e.g. 90s, 10m (60s)")
     simulate.add_argument("--labelled-fraction", type=float, help="phones that send labels (0.2)")
     simulate.add_argument("--seed", type=int, default=0)
-    simulate.add_argument("--gateway", help="gateway base URL (MBD_SIM_GATEWAY_URL)")
-    simulate.add_argument("--interval", dest="interval_s", type=float, help="seconds per batch")
     simulate.add_argument("--dwell-scale", type=float, default=1.0, help="shorter activities < 1")
     simulate.add_argument(
         "--faults", choices=["none", "light", "heavy"], default="none", help="fault preset"
@@ -259,16 +280,14 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument(
         "--fault", action="append", metavar="NAME=RATE", help="set one fault rate, e.g. resend=0.1"
     )
-    simulate.add_argument("--tokens", dest="tokens_file", type=Path, help="saved device tokens")
-    simulate.add_argument("--devices-file", type=Path, help="the gateway's device registry")
-    simulate.add_argument("--report", type=Path, help="write tallies and accepted keys as JSON")
-    simulate.add_argument("--quiet", action="store_true", help="no live display")
+    _sending_options(simulate)
     simulate.set_defaults(handler=cmd_simulate, mode="fleet")
     modes = simulate.add_subparsers(dest="mode", metavar="MODE")
     replay = modes.add_parser("replay", help="replay a WISDM raw file, one phone per user")
     replay.add_argument("file", type=Path)
     replay.add_argument("--speed", type=float, default=1.0, help="times faster than real time")
     replay.add_argument("--label-map", help="e.g. A=walking,B=jogging (WISDM 2019 codes)")
+    _sending_options(replay, after_mode=True)
     return parser
 
 

@@ -61,6 +61,16 @@ async def _run_with_display(work: Any, stats_source: GatewayClient, total_s: flo
         await task
 
 
+def _client(settings: SimulatorSettings, tokens: dict[str, str]) -> GatewayClient:
+    return GatewayClient(
+        settings.gateway_url,
+        tokens,
+        max_connections=settings.max_connections,
+        give_up_after_s=settings.give_up_after_s,
+        max_backoff_s=settings.max_backoff_s,
+    )
+
+
 def simulate_fleet(
     settings: SimulatorSettings,
     gateway: GatewaySettings,
@@ -88,13 +98,7 @@ def simulate_fleet(
     truth = FleetTruth()
 
     async def main() -> SendStats:
-        async with GatewayClient(
-            settings.gateway_url,
-            tokens,
-            max_connections=settings.max_connections,
-            give_up_after_s=settings.give_up_after_s,
-            max_backoff_s=settings.max_backoff_s,
-        ) as client:
+        async with _client(settings, tokens) as client:
             await _run_with_display(run_fleet(config, client, truth=truth), client, duration_s,
                                     quiet)  # fmt: skip
             return client.stats
@@ -127,13 +131,7 @@ def replay_dataset(
     tokens = provision_tokens(devices, settings.tokens_file, gateway.devices_file)
 
     async def main() -> SendStats:
-        async with GatewayClient(
-            settings.gateway_url,
-            tokens,
-            max_connections=settings.max_connections,
-            give_up_after_s=settings.give_up_after_s,
-            max_backoff_s=settings.max_backoff_s,
-        ) as client:
+        async with _client(settings, tokens) as client:
             work = replay(dataset, client, speed=speed, interval_s=settings.interval_s,
                           device_prefix=device_prefix)  # fmt: skip
             await _run_with_display(work, client, None, quiet)
