@@ -32,11 +32,11 @@ from collections import Counter
 from pathlib import Path
 
 import aiohttp
-import httpx
 import numpy as np
 
 from bench.kafka_producer import measure_producer, running_broker
 from infra.broker import free_port
+from simulators.client import wait_until_ready
 from simulators.fleet import provision_tokens
 from simulators.phone import Phone
 
@@ -164,14 +164,7 @@ def main() -> None:
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         try:
-            deadline = time.time() + 60
-            while time.time() < deadline:
-                try:
-                    if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                time.sleep(0.3)
+            wait_until_ready(url, timeout_s=60)
             # Warm-up: connections, producer metadata, first-call costs.
             asyncio.run(closed_loop(url, jobs[:200], 16, 10))
             lat, statuses, elapsed, sent = asyncio.run(

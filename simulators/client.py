@@ -59,6 +59,21 @@ def _rejection_reason(status: int, body: bytes) -> str:
     return f"{status} {first}".strip()
 
 
+def wait_until_ready(base_url: str, *, timeout_s: float = 30.0) -> None:
+    """Block until the gateway's /readyz answers 200 (broker reachable), or raise TimeoutError."""
+    import httpx  # a plain blocking probe, for scripts and tests that start a gateway
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base_url.rstrip('/')}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise TimeoutError(f"gateway at {base_url} not ready within {timeout_s:g} s")
+
+
 class GatewayClient:
     def __init__(
         self,

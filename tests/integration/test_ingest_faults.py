@@ -18,27 +18,11 @@ import pytest
 from common.kafka import make_consumer
 from common.settings import KafkaSettings
 from infra import broker
-from simulators.client import GatewayClient
+from simulators.client import GatewayClient, wait_until_ready
 from simulators.fleet import FleetConfig, provision_tokens, run_fleet
 from tests.integration.conftest import start_broker
 
 pytestmark = pytest.mark.integration
-
-
-def wait_for(predicate, deadline_s: float, what: str) -> None:
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def gateway_ready(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def keys_in_topic(kafka: KafkaSettings, expected: set[tuple[str, int]]) -> set[tuple[str, int]]:
@@ -81,7 +65,7 @@ def test_no_acknowledged_batch_is_lost_when_the_broker_dies(tmp_path: Path) -> N
     readiness_during_outage: list[int] = []
     outage_errors: list[BaseException] = []
     try:
-        wait_for(lambda: gateway_ready(url), 30, "the gateway")
+        wait_until_ready(url)
 
         def outage() -> None:
             try:

@@ -6,14 +6,13 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from common.settings import KafkaSettings
 from infra.broker import free_port
+from simulators.client import wait_until_ready
 
 pytestmark = pytest.mark.integration
 
@@ -42,13 +41,7 @@ def gateway(kafka_broker: KafkaSettings, tmp_path: Path):
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.3)
+        wait_until_ready(f"http://127.0.0.1:{port}")
         yield env
     finally:
         process.terminate()
