@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from functools import cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -220,4 +220,65 @@ class StreamSettings(BaseSettings):
     starting_offsets: str = "earliest"
     window: WindowSettings = Field(default_factory=WindowSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    spark: SparkSettings = Field(default_factory=SparkSettings)
+
+
+class RegistrySettings(BaseSettings):
+    """Where versioned models live and which one is promoted (the ``CURRENT`` pointer)."""
+
+    model_config = SettingsConfigDict(env_prefix="MBD_REGISTRY_", frozen=True)
+
+    dir: Path = Path("data/registry")
+
+
+class ModelSettings(BaseSettings):
+    """The shape of the activity model: stacked denoising autoencoder layers under a softmax."""
+
+    model_config = SettingsConfigDict(env_prefix="MBD_MODEL_", frozen=True)
+
+    encoder_units: Annotated[tuple[int, ...], NoDecode] = (256, 128)
+    activation: Literal["relu", "elu", "tanh", "sigmoid"] = "relu"
+    noise_stddev: float = Field(default=0.3, ge=0, description="denoising corruption")
+    dropout: float = Field(default=0.1, ge=0, lt=1)
+
+    @field_validator("encoder_units", mode="before")
+    @classmethod
+    def _split_units(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("encoder_units")
+    @classmethod
+    def _positive_units(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if not value or any(units < 1 for units in value):
+            raise ValueError(f"encoder_units must be one or more positive sizes, got {list(value)}")
+        return value
+
+
+class TrainSettings(BaseSettings):
+    """The retraining job: lake → pretraining → fine-tuning → evaluation → registry."""
+
+    model_config = SettingsConfigDict(env_prefix="MBD_TRAIN_", frozen=True)
+
+    lake_dir: Path = Path("data/lake")
+    partitions: int = Field(default=2, ge=1, description="partial models per round")
+    pretrain_rounds: int = Field(default=4, ge=0, description="most rounds per autoencoder layer")
+    finetune_rounds: int = Field(default=30, ge=1, description="most fine-tuning rounds")
+    local_epochs: int = Field(default=1, ge=1)
+    batch_size: int = Field(default=64, ge=1)
+    learning_rate: float = Field(default=1e-3, gt=0)
+    patience: int = Field(default=3, ge=1, description="rounds without improvement before stop")
+    min_delta: float = Field(default=0.002, ge=0)
+    holdout_fraction: float = Field(default=0.2, gt=0, lt=1, description="devices held out")
+    validation_fraction: float = Field(default=0.1, gt=0, lt=1, description="devices")
+    split_salt: str = "mbd"
+    seed: int = 0
+    promote_floor: float = Field(default=0.5, ge=0, le=1, description="first model's macro-F1")
+    min_labelled_windows: int = Field(default=200, ge=1)
+    min_new_windows: int = Field(default=500, ge=0, description="scheduled runs skip below")
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    window: WindowSettings = Field(default_factory=WindowSettings)
+    wire: WireSettings = Field(default_factory=WireSettings)
+    registry: RegistrySettings = Field(default_factory=RegistrySettings)
     spark: SparkSettings = Field(default_factory=SparkSettings)

@@ -22,6 +22,7 @@ from common.settings import (
     BrokerSettings,
     GatewaySettings,
     JvmSettings,
+    RegistrySettings,
     SimulatorSettings,
     WireSettings,
 )
@@ -200,6 +201,17 @@ def cmd_stream(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_models(args: argparse.Namespace) -> int:
+    from models.registry import Registry
+    from models.registry_cli import run_models_command
+
+    settings = RegistrySettings(**_overrides(args, "dir"))
+    registry = Registry(settings.dir)
+    version, reason = getattr(args, "version", None), getattr(args, "reason", None)
+    print(run_models_command(registry, action=args.action, version=version, reason=reason))
+    return 0
+
+
 def _sending_options(parser: argparse.ArgumentParser, *, after_mode: bool = False) -> None:
     """Options of `simulate` and `simulate replay`, accepted before or after the mode.
 
@@ -288,7 +300,33 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--speed", type=float, default=1.0, help="times faster than real time")
     replay.add_argument("--label-map", help="e.g. A=walking,B=jogging (WISDM 2019 codes)")
     _sending_options(replay, after_mode=True)
+
+    _models_parser(commands)
     return parser
+
+
+def _models_parser(commands: Any) -> None:
+    from models.registry_cli import version_number
+
+    models = commands.add_parser("models", help="versions of the activity model and CURRENT")
+    where = "registry folder (MBD_REGISTRY_DIR, data/registry)"
+    models.add_argument("--registry-dir", dest="dir", type=Path, help=where)
+    models.set_defaults(handler=cmd_models)
+    actions = models.add_subparsers(dest="action", required=True, metavar="ACTION")
+    # Given after the action too; suppressed there so it does not undo one given before.
+    after = {"default": argparse.SUPPRESS, "dest": "dir", "type": Path, "help": where}
+    actions.add_parser("list", help="every version; * marks the promoted one").add_argument(
+        "--registry-dir", **after
+    )
+    show = actions.add_parser("show", help="figures of a version (default: the promoted one)")
+    show.add_argument("version", nargs="?", type=version_number, metavar="VERSION")
+    show.add_argument("--registry-dir", **after)
+    promote = actions.add_parser("promote", help="point CURRENT at VERSION once it loads")
+    promote.add_argument("version", type=version_number, metavar="VERSION")
+    rollback = actions.add_parser("rollback", help="back to the version promoted before")
+    for parser in (promote, rollback):
+        parser.add_argument("--reason", help="recorded in history.jsonl")
+        parser.add_argument("--registry-dir", **after)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,4 +1,7 @@
-"""The activity model: Keras builders, parameter-averaging training on Spark, evaluation, registry.
+"""The activity model: Keras builders, parameter-averaged training on Spark, evaluation, registry.
 
-Not built yet (see the training issue); the streaming job writes the lake it will read.
+``build`` makes the models from configuration, ``averaging`` holds the numpy maths of parameter
+averaging, ``partial`` is what a Spark task runs, ``runners`` ship it to partitions, ``trainer``
+runs the rounds of both phases, ``job`` turns a lake into a registry version, ``schedule``
+retrains periodically, and ``registry`` keeps the versions and the promoted pointer.
 """

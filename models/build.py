@@ -1,0 +1,148 @@
+"""The Keras models of the activity recogniser, rebuilt from configuration.
+
+The classifier takes a window tensor exactly as the lake stores it (``samples × 3`` values,
+flattened sample by sample, in m/s²), normalises it per axis with statistics frozen into the
+model, passes it through the stacked encoder layers ``encoder_0 … encoder_{k-1}`` and a softmax
+head ``activity``. Each encoder layer is pretrained on its own as a denoising autoencoder
+(:func:`build_autoencoder`) whose ``encoder`` weights are then copied into the classifier.
+A saved model needs nothing but Keras to load, so the API and the streaming job serve it as is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from common.settings import ModelSettings
+
+if TYPE_CHECKING:
+    import keras
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelSpec:
+    """Everything needed to rebuild the classifier: small, JSON-able and picklable."""
+
+    input_dim: int
+    classes: tuple[str, ...]
+    encoder_units: tuple[int, ...]
+    activation: str
+    noise_stddev: float
+    dropout: float
+    axis_mean: tuple[float, float, float]
+    axis_std: tuple[float, float, float]
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: ModelSettings,
+        *,
+        input_dim: int,
+        classes: Sequence[str],
+        axis_mean: Sequence[float],
+        axis_std: Sequence[float],
+    ) -> ModelSpec:
+        if input_dim % 3:
+            raise ValueError(f"a window tensor has 3 axes per sample; input_dim {input_dim} is not")
+        return cls(
+            input_dim=input_dim,
+            classes=tuple(classes),
+            encoder_units=tuple(settings.encoder_units),
+            activation=settings.activation,
+            noise_stddev=settings.noise_stddev,
+            dropout=settings.dropout,
+            axis_mean=tuple(float(v) for v in axis_mean),  # type: ignore[arg-type]
+            axis_std=tuple(max(float(v), 1e-6) for v in axis_std),  # type: ignore[arg-type]
+        )
+
+    @classmethod
+    def from_json(cls, document: dict[str, Any]) -> ModelSpec:
+        fields = {**document, "classes": tuple(document["classes"])}
+        for name in ("encoder_units", "axis_mean", "axis_std"):
+            fields[name] = tuple(document[name])
+        return cls(**fields)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def layer_input_dim(self, layer: int) -> int:
+        """Width of what encoder layer ``layer`` reads."""
+        return self.input_dim if layer == 0 else self.encoder_units[layer - 1]
+
+
+def _normaliser(spec: ModelSpec) -> keras.layers.Layer:
+    import keras
+
+    samples = spec.input_dim // 3
+    mean = np.tile(np.asarray(spec.axis_mean, np.float32), samples)
+    variance = np.tile(np.square(np.asarray(spec.axis_std, np.float32)), samples)
+    return keras.layers.Normalization(mean=mean, variance=variance, name="normalise")
+
+
+def build_classifier(spec: ModelSpec) -> keras.Model:
+    """Normalise → stacked encoders → softmax over ``spec.classes``."""
+    import keras
+
+    inputs = keras.Input((spec.input_dim,), name="window_tensor")
+    hidden = _normaliser(spec)(inputs)
+    for layer, units in enumerate(spec.encoder_units):
+        hidden = keras.layers.Dense(units, activation=spec.activation, name=f"encoder_{layer}")(
+            hidden
+        )
+    if spec.dropout:
+        hidden = keras.layers.Dropout(spec.dropout, name="dropout")(hidden)
+    outputs = keras.layers.Dense(len(spec.classes), activation="softmax", name="activity")(hidden)
+    return keras.Model(inputs, outputs, name="activity_classifier")
+
+
+def build_encoder_stack(spec: ModelSpec, depth: int) -> keras.Model:
+    """The normaliser and the first ``depth`` encoder layers: what layer ``depth`` learns from.
+
+    Its layers carry the classifier's names, so weights copy across by name.
+    """
+    import keras
+
+    inputs = keras.Input((spec.input_dim,), name="window_tensor")
+    hidden = _normaliser(spec)(inputs)
+    for layer in range(depth):
+        units = spec.encoder_units[layer]
+        hidden = keras.layers.Dense(units, activation=spec.activation, name=f"encoder_{layer}")(
+            hidden
+        )
+    return keras.Model(inputs, hidden, name=f"encoder_stack_{depth}")
+
+
+def build_autoencoder(spec: ModelSpec, layer: int) -> keras.Model:
+    """The denoising autoencoder that pretrains encoder layer ``layer``.
+
+    Input: the features the layer reads; it corrupts them with Gaussian noise (training only),
+    encodes them (``encoder``, the layer's future weights) and decodes them linearly
+    (``decoder``) back to the clean input.
+    """
+    import keras
+
+    width = spec.layer_input_dim(layer)
+    inputs = keras.Input((width,), name="features")
+    hidden = inputs
+    if spec.noise_stddev:
+        hidden = keras.layers.GaussianNoise(spec.noise_stddev, name="corrupt")(hidden)
+    code = keras.layers.Dense(spec.encoder_units[layer], activation=spec.activation, name="encoder")
+    decoder = keras.layers.Dense(width, name="decoder")
+    return keras.Model(inputs, decoder(code(hidden)), name=f"autoencoder_{layer}")
+
+
+def copy_encoder(autoencoder: keras.Model, classifier: keras.Model, layer: int) -> None:
+    """Put a pretrained autoencoder's encoder weights into the classifier's ``encoder_<layer>``."""
+    classifier.get_layer(f"encoder_{layer}").set_weights(
+        autoencoder.get_layer("encoder").get_weights()
+    )
+
+
+def sync_encoders(classifier: keras.Model, stack: keras.Model) -> None:
+    """Copy the classifier's encoder weights into a stack built by :func:`build_encoder_stack`."""
+    for layer in stack.layers:
+        if layer.name.startswith("encoder_"):
+            layer.set_weights(classifier.get_layer(layer.name).get_weights())

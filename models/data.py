@@ -1,0 +1,144 @@
+"""The training data: lake windows, split by device, as numpy arrays or Spark partitions.
+
+Devices, never windows, are split: a stable hash of ``salt:device_id`` puts every phone in
+``holdout`` (evaluation and the promotion gate), ``validation`` (when to stop) or ``train``,
+in Python and in Spark alike, so a phone stays on its side of the split across every retraining
+run and a held-out phone never reaches the training windows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+import pyarrow as pa
+
+from common.settings import TrainSettings
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame, SparkSession
+
+Split = Literal["train", "validation", "holdout"]
+HASH_SPAN = float(1 << 32)
+
+
+class NotEnoughData(RuntimeError):
+    """The lake holds too few windows (or labelled windows) to train on."""
+
+
+def _bucket(device_id: str, salt: str) -> float:
+    digest = hashlib.sha256(f"{salt}:{device_id}".encode()).hexdigest()
+    return int(digest[:8], 16) / HASH_SPAN
+
+
+def device_split(device_id: str, settings: TrainSettings) -> Split:
+    bucket = _bucket(device_id, settings.split_salt)
+    if bucket < settings.holdout_fraction:
+        return "holdout"
+    if bucket < settings.holdout_fraction + settings.validation_fraction:
+        return "validation"
+    return "train"
+
+
+def split_column(device_id: Column, settings: TrainSettings) -> Column:
+    """:func:`device_split` as a Spark expression."""
+    from pyspark.sql import functions as F
+
+    digest = F.sha2(F.concat(F.lit(f"{settings.split_salt}:"), device_id), 256)
+    bucket = F.conv(F.substring(digest, 1, 8), 16, 10).cast("double") / HASH_SPAN
+    holdout, validation = settings.holdout_fraction, settings.validation_fraction
+    return (
+        F.when(bucket < holdout, "holdout")
+        .when(bucket < holdout + validation, "validation")
+        .otherwise("train")
+    )
+
+
+def label_index(label: Column, classes: Sequence[str]) -> Column:
+    """Class index of the label, -1 for a window without one (or with a class not configured)."""
+    from pyspark.sql import functions as F
+
+    position = F.array_position(F.array(*[F.lit(name) for name in classes]), label)
+    return F.coalesce(position.cast("int") - 1, F.lit(-1))
+
+
+def lake_windows(spark: SparkSession, lake_dir: Path, settings: TrainSettings) -> DataFrame:
+    """Windows of the lake as (device_id, window_start_ms, tensor, y, split)."""
+    from pyspark.sql import functions as F
+
+    path = lake_dir / "windows"
+    if not path.exists():
+        raise NotEnoughData(f"no lake windows at {path}: has the streaming job written any?")
+    input_dim = settings.window.samples * 3
+    windows = spark.read.parquet(str(path))
+    return windows.where(F.size("tensor") == input_dim).select(
+        "device_id",
+        "window_start_ms",
+        F.col("tensor").cast("array<float>").alias("tensor"),
+        label_index(F.col("label"), settings.wire.classes).alias("y"),
+        split_column(F.col("device_id"), settings).alias("split"),
+    )
+
+
+def arrow_to_numpy(
+    table: pa.Table | pa.RecordBatch, input_dim: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(x float32 (n, input_dim), y int32 (n,)) from Arrow columns ``tensor`` and ``y``."""
+    tensors = table.column("tensor")
+    if isinstance(tensors, pa.ChunkedArray):
+        tensors = tensors.combine_chunks()
+    flat = tensors.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+    x = flat.reshape(len(table), input_dim)
+    y = table.column("y").to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
+    return x, y
+
+
+@dataclass(frozen=True)
+class WindowArrays:
+    """Windows collected to the driver: tensors, class indices and their devices."""
+
+    x: np.ndarray
+    y: np.ndarray
+    device_id: np.ndarray
+
+    @property
+    def labelled(self) -> WindowArrays:
+        keep = self.y >= 0
+        return WindowArrays(self.x[keep], self.y[keep], self.device_id[keep])
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+def collect(windows: DataFrame, input_dim: int) -> WindowArrays:
+    table = windows.select("tensor", "y", "device_id").toArrow()
+    x, y = arrow_to_numpy(table, input_dim)
+    devices = np.asarray(table.column("device_id").to_pylist(), dtype=object)
+    return WindowArrays(x, y, devices)
+
+
+def axis_moments(x: np.ndarray) -> tuple[np.ndarray, int]:
+    """Per-axis (sum, sum of squares) as a (2, 3) array, and the number of samples behind it."""
+    samples = x.reshape(-1, 3).astype(np.float64)
+    return np.stack([samples.sum(axis=0), np.square(samples).sum(axis=0)]), len(samples)
+
+
+def mean_std(moments: Sequence[tuple[np.ndarray, int]]) -> tuple[np.ndarray, np.ndarray]:
+    total = sum(count for _, count in moments)
+    if total == 0:
+        raise NotEnoughData("no training samples to normalise with")
+    sums = np.sum([m for m, _ in moments], axis=0)
+    mean = sums[0] / total
+    std = np.sqrt(np.maximum(sums[1] / total - np.square(mean), 0.0))
+    return mean, std
+
+
+def balanced_class_weights(counts: Sequence[int]) -> tuple[float, ...]:
+    """n / (k · nᵢ) per class, so every class weighs the same in the loss; absent classes 0."""
+    present = [c for c in counts if c > 0]
+    total, k = sum(present), len(present)
+    return tuple(total / (k * c) if c > 0 else 0.0 for c in counts)

@@ -1,0 +1,170 @@
+"""The retraining job: lake → parameter-averaged training → evaluation → registry → gate.
+
+``train_once`` reads the lake's windows, splits them by device, trains on Spark (or any
+runner), evaluates the candidate and the promoted model on the same held-out devices, writes a
+complete version into the registry's staging area, publishes it and promotes it if the gate
+allows. Until the final atomic switch nothing served changes, so a run that fails or is killed
+leaves the promoted model as it was.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from common.settings import TrainSettings
+from models.build import ModelSpec
+from models.data import (
+    NotEnoughData,
+    WindowArrays,
+    axis_moments,
+    balanced_class_weights,
+    collect,
+    lake_windows,
+    mean_std,
+)
+from models.evaluation import evaluate
+from models.promotion import should_promote
+from models.registry import Registry, RegistryError
+from models.report import draw_report
+from models.runners import SparkRunner
+from models.trainer import RoundCallback, Trainer
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainOutcome:
+    version: int
+    promoted: bool
+    reason: str
+    metrics: dict[str, Any]
+
+
+def _moments(x: np.ndarray, y: np.ndarray, partition: int) -> tuple[np.ndarray, int]:
+    return axis_moments(x)
+
+
+def _class_counts(n_classes: int, x: np.ndarray, y: np.ndarray, partition: int) -> list[int]:
+    return np.bincount(y[y >= 0], minlength=n_classes).tolist()
+
+
+def predict_classes(model: Any, x: np.ndarray) -> np.ndarray:
+    return np.asarray(model.predict(x, batch_size=2048, verbose=0)).argmax(axis=1)
+
+
+def _incumbent_f1(
+    registry: Registry, holdout: WindowArrays, classes: list[str]
+) -> tuple[int | None, float | None]:
+    """(version, macro-F1 on these held-out windows) of the promoted model, or (None, None)."""
+    current = registry.current_version()
+    if current is None:
+        return None, None
+    try:
+        model = registry.load_model(current)
+    except RegistryError as error:
+        log.error("promoted model v%d cannot be evaluated: %s", current, error)
+        return current, None
+    scored = evaluate(holdout.y, predict_classes(model, holdout.x), classes)
+    return current, float(scored["macro_f1"])
+
+
+def train_once(
+    spark: SparkSession,
+    settings: TrainSettings,
+    *,
+    on_round: RoundCallback | None = None,
+) -> TrainOutcome:
+    """One full retraining run; raises NotEnoughData when the lake cannot support it."""
+    began = time.perf_counter()
+    classes = list(settings.wire.classes)
+    input_dim = settings.window.samples * 3
+    registry = Registry(settings.registry.dir)
+    windows = lake_windows(spark, settings.lake_dir, settings)
+    lake_total = windows.count()
+    holdout = collect(windows.where("split = 'holdout' AND y >= 0"), input_dim)
+    validation = collect(windows.where("split = 'validation' AND y >= 0"), input_dim)
+    runner = SparkRunner(
+        windows.where("split = 'train'"), partitions=settings.partitions, input_dim=input_dim
+    )
+    try:
+        per_partition = runner.map_partitions(functools.partial(_class_counts, len(classes)))
+        train_counts = np.sum(per_partition, axis=0)
+        labelled = int(train_counts.sum())
+        if labelled < settings.min_labelled_windows:
+            raise NotEnoughData(
+                f"{labelled} labelled training windows in {settings.lake_dir}, "
+                f"need at least {settings.min_labelled_windows}"
+            )
+        for name, part in (("held-out", holdout), ("validation", validation)):
+            if len(part) == 0:
+                raise NotEnoughData(
+                    f"no labelled windows from {name} devices; the lake needs more labelled "
+                    "phones (devices are split by a hash of their id)"
+                )
+        mean, std = mean_std(runner.map_partitions(_moments))
+        spec = ModelSpec.from_settings(
+            settings.model, input_dim=input_dim, classes=classes, axis_mean=mean, axis_std=std
+        )
+        trainer = Trainer(
+            spec=spec,
+            runner=runner,
+            validation=(validation.x, validation.y),
+            settings=settings,
+            class_weights=balanced_class_weights(train_counts.tolist()),
+            on_round=on_round,
+        )
+        result = trainer.run()
+    finally:
+        runner.close()
+    metrics = evaluate(holdout.y, predict_classes(result.classifier, holdout.x), classes)
+    incumbent, incumbent_f1 = _incumbent_f1(registry, holdout, classes)
+    promote, reason = should_promote(
+        candidate_f1=float(metrics["macro_f1"]),
+        incumbent_f1=incumbent_f1,
+        floor=settings.promote_floor,
+        incumbent_version=incumbent,
+    )
+    metrics.update(
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        data={
+            "lake_windows": lake_total,
+            "train_windows": runner.count,
+            "train_labelled_windows": labelled,
+            "train_labelled_per_class": dict(zip(classes, train_counts.tolist(), strict=True)),
+            "validation_windows": len(validation),
+            "holdout_windows": len(holdout),
+            "holdout_devices": len(set(holdout.device_id.tolist())),
+            "train_devices": windows.where("split = 'train'")
+            .select("device_id")
+            .distinct()
+            .count(),
+        },
+        timings={**result.seconds, "total": round(time.perf_counter() - began, 3)},
+        gate={"incumbent": incumbent, "incumbent_macro_f1": incumbent_f1, "reason": reason},
+        history=result.history,
+        spark_master=spark.sparkContext.master,
+        partitions=settings.partitions,
+    )
+    staging = registry.staging()
+    result.classifier.save(staging / "model.keras")
+    config = {"spec": spec.to_json(), "train": json.loads(settings.model_dump_json())}
+    (staging / "config.json").write_text(json.dumps(config, indent=1, default=str))
+    (staging / "metrics.json").write_text(json.dumps(metrics, indent=1, default=str))
+    draw_report(metrics=metrics, history=result.history, path=staging / "report.png",
+                title=f"activity model, {len(holdout)} held-out windows")  # fmt: skip
+    version = registry.publish(staging)
+    if promote:
+        registry.promote(version.version, reason=reason)
+    log.info("v%d %s: %s", version.version, "promoted" if promote else "not promoted", reason)
+    return TrainOutcome(version.version, promote, reason, metrics)
