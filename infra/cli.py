@@ -201,6 +201,19 @@ def cmd_stream(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from common.settings import SparkSettings, TrainSettings
+    from models.main import train
+
+    settings = TrainSettings(
+        **_overrides(args, "lake_dir", "partitions", "pretrain_rounds", "finetune_rounds",
+                     "local_epochs"),
+        **({"registry": RegistrySettings(dir=args.registry_dir)} if args.registry_dir else {}),
+        **({"spark": SparkSettings(master=args.master)} if args.master else {}),
+    )  # fmt: skip
+    return train(settings, every_s=args.every, quiet=args.quiet)
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from models.registry import Registry
     from models.registry_cli import run_models_command
@@ -300,6 +313,18 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--speed", type=float, default=1.0, help="times faster than real time")
     replay.add_argument("--label-map", help="e.g. A=walking,B=jogging (WISDM 2019 codes)")
     _sending_options(replay, after_mode=True)
+
+    train = commands.add_parser("train", help="retrain the activity model from the lake")
+    train.add_argument("--every", type=duration, help="retrain on a schedule, e.g. 10m")
+    train.add_argument("--lake", dest="lake_dir", type=Path, help="lake folder (data/lake)")
+    train.add_argument("--registry-dir", type=Path, help="registry (MBD_REGISTRY_DIR)")
+    train.add_argument("--master", help="Spark master URL (MBD_SPARK_MASTER, local[*])")
+    train.add_argument("--partitions", type=int, help="partial models per round (2)")
+    train.add_argument("--pretrain-rounds", type=int, help="most rounds per autoencoder layer")
+    train.add_argument("--finetune-rounds", type=int, help="most fine-tuning rounds")
+    train.add_argument("--local-epochs", type=int, help="epochs per partial model per round")
+    train.add_argument("--quiet", action="store_true", help="no live display")
+    train.set_defaults(handler=cmd_train)
 
     _models_parser(commands)
     return parser

@@ -113,6 +113,14 @@ class Trainer:
     def _record(self, **entry: Any) -> None:
         entry["elapsed_s"] = round(time.perf_counter() - self.started, 3)
         self.history.append(entry)
+        log.info(
+            "%s round %d: loss %.4f, validation loss %.4f%s",
+            entry["phase"],
+            entry["round"],
+            entry["loss"],
+            entry["val_loss"],
+            "" if entry["val_accuracy"] is None else f", accuracy {entry['val_accuracy']:.3f}",
+        )
         self.on_round(entry)
 
     def _pretrain_layer(self, classifier: Any, layer: int) -> None:

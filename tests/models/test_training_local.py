@@ -1,0 +1,105 @@
+"""Rounds of partial training, in this process: equality with plain Keras, the two phases."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from common.settings import ModelSettings, TrainSettings
+from models.build import ModelSpec, build_classifier
+from models.partial import RoundTask, train_partial
+from models.runners import LocalRunner
+from models.trainer import Trainer, _EarlyStop
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+CLASSES = ("still", "moving")
+
+
+def two_activities(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Windows of 10 samples × 3 axes: still ones near gravity, moving ones with a bounce."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n).astype(np.int32)
+    t = np.arange(10)
+    bounce = 3.0 * np.sin(t[None, :] * 1.3 + rng.uniform(0, 6, (n, 1)))
+    x = np.zeros((n, 10, 3), np.float32)
+    x[:, :, 1] = 9.8 + bounce * y[:, None]
+    x += rng.normal(0, 0.3, x.shape)
+    return x.reshape(n, 30).astype(np.float32), y
+
+
+def small_spec() -> ModelSpec:
+    return ModelSpec.from_settings(
+        ModelSettings(encoder_units=(12, 6), dropout=0.0, noise_stddev=0.1),
+        input_dim=30, classes=CLASSES, axis_mean=(0.0, 9.8, 0.0), axis_std=(0.3, 2.0, 0.3),
+    )  # fmt: skip
+
+
+def test_one_finetune_round_equals_plain_keras_training_from_the_same_weights() -> None:
+    import keras
+
+    spec = small_spec()
+    x, y = two_activities(96, seed=3)
+    keras.utils.set_random_seed(5)
+    start = build_classifier(spec).get_weights()
+    task = RoundTask(spec=spec, phase="finetune", weights=start, epochs=2, batch_size=16,
+                     learning_rate=0.01, seed=0, shuffle=False)  # fmt: skip
+    partial = train_partial(task, x, y)
+
+    plain = build_classifier(spec)
+    plain.set_weights(start)
+    plain.compile(optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy")
+    plain.fit(x, y, epochs=2, batch_size=16, shuffle=False, verbose=0)
+    assert partial.count == 96
+    for mine, theirs in zip(partial.weights, plain.get_weights(), strict=True):
+        np.testing.assert_allclose(mine, theirs, rtol=1e-5, atol=1e-6)
+
+
+def test_every_round_starts_from_a_fresh_optimiser() -> None:
+    spec = small_spec()
+    x, y = two_activities(64, seed=4)
+    start = build_classifier(spec).get_weights()
+    task = RoundTask(spec=spec, phase="finetune", weights=start, epochs=1, batch_size=16,
+                     learning_rate=0.01, shuffle=False)  # fmt: skip
+    first, again = train_partial(task, x, y), train_partial(task, x, y)
+    for a, b in zip(first.weights, again.weights, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_finetuning_ignores_unlabelled_windows_and_an_empty_partition_counts_zero() -> None:
+    spec = small_spec()
+    x, y = two_activities(40, seed=5)
+    y[:25] = -1
+    start = build_classifier(spec).get_weights()
+    task = RoundTask(spec=spec, phase="finetune", weights=start, batch_size=8)
+    assert train_partial(task, x, y).count == 15
+    assert train_partial(task, x[:0], y[:0]).count == 0
+
+
+def test_both_phases_train_a_classifier_that_separates_the_activities() -> None:
+    x, y = two_activities(600, seed=6)
+    val_x, val_y = two_activities(200, seed=7)
+    y[::2] = -1  # half the training windows carry no label: pretraining still uses them
+    rounds: list[dict] = []
+    settings = TrainSettings(pretrain_rounds=2, finetune_rounds=8, batch_size=32,
+                             learning_rate=0.01, patience=3)  # fmt: skip
+    trainer = Trainer(spec=small_spec(), runner=LocalRunner(x, y), validation=(val_x, val_y),
+                      settings=settings, on_round=rounds.append)  # fmt: skip
+    result = trainer.run()
+    phases = [entry["phase"] for entry in rounds]
+    assert phases[:4] == ["pretrain-0", "pretrain-0", "pretrain-1", "pretrain-1"]
+    assert phases.count("finetune") >= 1
+    assert rounds[0]["windows"] == 600 and rounds[-1]["windows"] == 300
+    predicted = np.asarray(result.classifier(val_x)).argmax(axis=1)
+    assert (predicted == val_y).mean() >= 0.95
+    assert set(result.seconds) == {"pretrain-0", "pretrain-1", "finetune"}
+
+
+def test_early_stop_keeps_the_best_round_and_waits_patience_rounds() -> None:
+    stop = _EarlyStop(patience=2, min_delta=0.01)
+    best = [np.array([1.0])]
+    assert not stop.update(1.0, [np.array([0.0])])
+    assert not stop.update(0.5, best)
+    assert not stop.update(0.495, [np.array([2.0])])  # within min_delta: not an improvement
+    assert stop.update(0.6, [np.array([3.0])])
+    assert stop.best == 0.5 and stop.best_weights is best
