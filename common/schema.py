@@ -237,3 +237,38 @@ def batch_record_headers(ingest_ms: int) -> list[tuple[str, bytes]]:
         (HEADER_INGEST_MS, str(ingest_ms).encode()),
         (HEADER_SCHEMA_VERSION, str(SCHEMA_VERSION).encode()),
     ]
+
+
+class Prediction(BaseModel):
+    """One scored window on ``mbd.predictions`` (key = device_id), as the streaming job sends it.
+
+    ``probabilities`` maps every class of the model to its softmax output; ``activity`` is the
+    most probable one. Unknown extra fields are ignored so producers can add some.
+    """
+
+    model_config = ConfigDict(extra="ignore", frozen=True, allow_inf_nan=False)
+
+    device_id: DeviceId
+    window_start_ms: EventTime
+    window_end_ms: EventTime
+    activity: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    probabilities: dict[str, Annotated[float, Field(ge=0.0, le=1.0)]]
+    model_version: Annotated[int, Field(ge=1)]
+    scored_at_ms: EventTime
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Prediction:
+        if self.window_end_ms <= self.window_start_ms:
+            raise ValueError(
+                f"window_end_ms {self.window_end_ms} is not after "
+                f"window_start_ms {self.window_start_ms}"
+            )
+        if self.activity not in self.probabilities:
+            raise ValueError(
+                f"activity {self.activity!r} has no probability among {sorted(self.probabilities)}"
+            )
+        return self
+
+    def to_record(self) -> tuple[bytes, bytes]:
+        """(key, value) of the Kafka record."""
+        return self.device_id.encode(), self.model_dump_json().encode()

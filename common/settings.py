@@ -12,7 +12,7 @@ from functools import cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from common.topics import PREDICTIONS_TOPIC, READINGS_TOPIC
@@ -201,6 +201,14 @@ class WindowSettings(BaseSettings):
         return round(self.rate_hz * self.length_s)
 
 
+class RegistrySettings(BaseSettings):
+    """Where versioned models live and which one is promoted (the ``CURRENT`` pointer)."""
+
+    model_config = SettingsConfigDict(env_prefix="MBD_REGISTRY_", frozen=True)
+
+    dir: Path = Path("data/registry")
+
+
 class StreamSettings(BaseSettings):
     """The Structured Streaming job: Kafka → dedupe → clean → windows → lake (+ live scoring)."""
 
@@ -218,17 +226,11 @@ class StreamSettings(BaseSettings):
     max_batch_skew_s: float = Field(default=300.0, gt=0)
     max_offsets_per_trigger: int | None = Field(default=None, ge=1)
     starting_offsets: str = "earliest"
+    live_scoring: bool = Field(default=True, description="score windows with the promoted model")
+    registry: RegistrySettings = Field(default_factory=RegistrySettings)
     window: WindowSettings = Field(default_factory=WindowSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     spark: SparkSettings = Field(default_factory=SparkSettings)
-
-
-class RegistrySettings(BaseSettings):
-    """Where versioned models live and which one is promoted (the ``CURRENT`` pointer)."""
-
-    model_config = SettingsConfigDict(env_prefix="MBD_REGISTRY_", frozen=True)
-
-    dir: Path = Path("data/registry")
 
 
 class ModelSettings(BaseSettings):
@@ -262,6 +264,9 @@ class TrainSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MBD_TRAIN_", frozen=True)
 
     lake_dir: Path = Path("data/lake")
+    runner: Literal["spark", "local"] = Field(
+        default="spark", description="spark: partial models on partitions; local: one, in-process"
+    )
     partitions: int = Field(default=2, ge=1, description="partial models per round")
     pretrain_rounds: int = Field(default=4, ge=0, description="most rounds per autoencoder layer")
     finetune_rounds: int = Field(default=30, ge=1, description="most fine-tuning rounds")
@@ -282,3 +287,52 @@ class TrainSettings(BaseSettings):
     wire: WireSettings = Field(default_factory=WireSettings)
     registry: RegistrySettings = Field(default_factory=RegistrySettings)
     spark: SparkSettings = Field(default_factory=SparkSettings)
+
+
+class ApiSettings(BaseSettings):
+    """The prediction API: latest activity per phone, ad-hoc predictions, registry and dashboard.
+
+    Each API process keeps the latest prediction per phone in memory, at most ``max_devices``
+    of them (the least recently updated go first), and reads every partition of the
+    predictions topic itself, starting ``device_ttl_s`` back so a restart rebuilds its view.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="MBD_API_", frozen=True)
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8001, ge=1, le=65535)
+    access_log: bool = False
+    admin_token: SecretStr | None = Field(default=None, description="Bearer token for promote")
+    device_ttl_s: float = Field(default=600.0, gt=0, description="forget phones silent this long")
+    max_devices: int = Field(default=100_000, ge=1, description="phones kept in memory")
+    consume_predictions: bool = Field(default=True, description="read the predictions topic")
+    consumer_client_id: str = "mbd-api"
+    model_check_interval_s: float = Field(default=1.0, gt=0, description="CURRENT polling")
+    inference_threads: int | None = Field(
+        default=1, ge=1, description="TensorFlow threads per op; None: one per core"
+    )
+    stream_status_file: Path = Path("data/status/stream.json")
+    gateway_url: str | None = Field(default="http://127.0.0.1:8000", description="for its rate")
+    dashboard_refresh_s: float = Field(default=2.0, gt=0)
+    registry: RegistrySettings = Field(default_factory=RegistrySettings)
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    window: WindowSettings = Field(default_factory=WindowSettings)
+    wire: WireSettings = Field(default_factory=WireSettings)
+
+    @field_validator("admin_token")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError(
+                f"admin token is {len(value.get_secret_value())} characters; use at least 16"
+            )
+        return value
+
+    @field_validator("gateway_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError(f"gateway_url {value!r} is not an http(s):// URL")
+        return value.rstrip("/")

@@ -34,7 +34,7 @@ from models.evaluation import evaluate
 from models.promotion import should_promote
 from models.registry import Registry, RegistryError
 from models.report import draw_report
-from models.runners import SparkRunner
+from models.runners import LocalRunner, Runner, SparkRunner
 from models.trainer import RoundCallback, Trainer
 
 if TYPE_CHECKING:
@@ -94,9 +94,13 @@ def train_once(
     lake_total = windows.count()
     holdout = collect(windows.where("split = 'holdout' AND y >= 0"), input_dim)
     validation = collect(windows.where("split = 'validation' AND y >= 0"), input_dim)
-    runner = SparkRunner(
-        windows.where("split = 'train'"), partitions=settings.partitions, input_dim=input_dim
-    )
+    train_windows = windows.where("split = 'train'")
+    runner: Runner
+    if settings.runner == "local":
+        arrays = collect(train_windows, input_dim)
+        runner = LocalRunner(arrays.x, arrays.y)
+    else:
+        runner = SparkRunner(train_windows, partitions=settings.partitions, input_dim=input_dim)
     try:
         per_partition = runner.map_partitions(functools.partial(_class_counts, len(classes)))
         train_counts = np.sum(per_partition, axis=0)
@@ -154,7 +158,8 @@ def train_once(
         gate={"incumbent": incumbent, "incumbent_macro_f1": incumbent_f1, "reason": reason},
         history=result.history,
         spark_master=spark.sparkContext.master,
-        partitions=settings.partitions,
+        partitions=runner.partitions,
+        runner=settings.runner,
     )
     staging = registry.staging()
     result.classifier.save(staging / "model.keras")

@@ -18,6 +18,7 @@ from typing import Any, Literal
 import numpy as np
 
 from models.build import ModelSpec
+from models.runtime import limit_tensorflow_threads
 
 Phase = Literal["pretrain", "finetune"]
 
@@ -45,23 +46,7 @@ class PartialResult:
     loss: float
 
 
-_tf_configured = False
 _models: dict[tuple[str, str, int], Any] = {}
-
-
-def _configure_tensorflow() -> None:
-    """One thread per task: Spark runs one task per core, and TF must not fight it for them."""
-    global _tf_configured
-    if _tf_configured:
-        return
-    import tensorflow as tf
-
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(1)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-    except RuntimeError:  # TF already initialised in this process (e.g. the driver): keep it
-        pass
-    _tf_configured = True
 
 
 def cached_model(spec: ModelSpec, kind: str, layer: int = 0) -> Any:
@@ -120,7 +105,7 @@ def train_partial(
         x, y = x[y >= 0], y[y >= 0]
     if len(x) == 0:
         return PartialResult([np.asarray(w) for w in task.weights], 0, float("nan"))
-    _configure_tensorflow()
+    limit_tensorflow_threads()
     import keras
 
     keras.utils.set_random_seed(task.seed * 1_000_003 + task.round * 1009 + partition)

@@ -28,6 +28,7 @@ PartitionFn = Callable[[np.ndarray, np.ndarray, int], Any]
 
 class Runner(Protocol):
     partitions: int
+    count: int  # training windows
 
     def map_partitions(self, fn: PartitionFn) -> list[Any]: ...
 
@@ -41,6 +42,7 @@ class LocalRunner:
 
     def __init__(self, x: np.ndarray, y: np.ndarray) -> None:
         self.x, self.y = x, y
+        self.count = len(y)
 
     def map_partitions(self, fn: PartitionFn) -> list[Any]:
         return [fn(self.x, self.y, 0)]

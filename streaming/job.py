@@ -13,9 +13,12 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery, StreamingQueryListener
 from pyspark.sql.streaming.state import GroupStateTimeout
 
+from common.kafka import ensure_topics
 from common.settings import StreamSettings
+from common.topics import TopicSpec
 from streaming.device_windows import spark_step
 from streaming.schema import OUTPUT, STATE
+from streaming.scoring import LiveScorer
 from streaming.sink import LakeWriter, Scorer, write_status
 from streaming.steps import explode_samples, mark_rejects, parse
 
@@ -90,8 +93,18 @@ def start(
     available_now: bool = False,
     scorer: Scorer | None = None,
 ) -> StreamingQuery:
-    """Start the query; with ``available_now`` it drains what Kafka holds and stops."""
-    writer = LakeWriter(settings, scorer=scorer)
+    """Start the query; with ``available_now`` it drains what Kafka holds and stops.
+
+    Unless ``settings.live_scoring`` is off, windows are scored by the promoted model (the
+    ``scorer`` given, or a :class:`LiveScorer` of the settings' registry).
+    """
+    if settings.live_scoring and scorer is None:
+        predictions = TopicSpec(
+            name=settings.kafka.predictions_topic, partitions=settings.kafka.partitions
+        )
+        ensure_topics(settings.kafka, [predictions])
+        scorer = LiveScorer(settings)
+    writer = LakeWriter(settings, scorer=scorer if settings.live_scoring else None)
     spark.streams.addListener(StatusListener(settings, writer))
     stream = windows_from_records(kafka_source(spark, settings), settings, drain=available_now)
     builder = (

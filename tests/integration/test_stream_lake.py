@@ -22,7 +22,7 @@ import pytest
 
 from common.kafka import ensure_topics, make_producer
 from common.schema import batch_record_headers
-from common.settings import KafkaSettings, StreamSettings
+from common.settings import KafkaSettings, RegistrySettings, StreamSettings
 from common.topics import TopicSpec
 from simulators.phone import FaultRates, Phone
 from streaming import job
@@ -58,7 +58,9 @@ def stream_settings(kafka: KafkaSettings, topic: str, folder: Path) -> StreamSet
     return StreamSettings(
         lake_dir=folder / "lake", checkpoint_dir=folder / "checkpoint",
         status_file=folder / "status.json", idle_flush_s=600,
-        kafka=kafka.model_copy(update={"readings_topic": topic}),
+        registry=RegistrySettings(dir=folder / "registry"),
+        kafka=kafka.model_copy(update={"readings_topic": topic,
+                                       "predictions_topic": f"{topic}.predictions"}),
     )  # fmt: skip
 
 
@@ -121,6 +123,7 @@ def test_every_sample_reaches_a_window_or_the_quarantine(
     status = json.loads(settings.status_file.read_text())
     assert status["totals"]["windows"] == len(windows)
     assert resent > 0 and status["totals"]["duplicates"] == resent
+    assert status["totals"]["predictions"] == 0  # no model promoted: the windows flow anyway
 
 
 def run_stream(settings: StreamSettings, *args: str) -> subprocess.Popen:
@@ -128,6 +131,8 @@ def run_stream(settings: StreamSettings, *args: str) -> subprocess.Popen:
         **os.environ,
         "MBD_KAFKA_BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
         "MBD_KAFKA_READINGS_TOPIC": settings.kafka.readings_topic,
+        "MBD_KAFKA_PREDICTIONS_TOPIC": settings.kafka.predictions_topic,
+        "MBD_REGISTRY_DIR": str(settings.registry.dir),
         "MBD_STREAM_STATUS_FILE": str(settings.status_file),
         "MBD_STREAM_IDLE_FLUSH_S": str(settings.idle_flush_s),
         "MBD_STREAM_MAX_OFFSETS_PER_TRIGGER": "40",

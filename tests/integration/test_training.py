@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from common.settings import ModelSettings, RegistrySettings, TrainSettings
+from infra.spark_cluster import standalone_cluster
 from models.build import ModelSpec, build_classifier
 from models.job import train_once
 from models.partial import RoundTask
@@ -24,7 +25,6 @@ from models.runners import SparkRunner
 from models.schedule import due
 from models.trainer import _partial_round
 from simulators.windows import simulate_windows, write_lake
-from tests.integration.cluster import standalone_cluster
 
 pytestmark = pytest.mark.integration
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -1,4 +1,8 @@
-"""A Spark standalone cluster on this machine, started by pyspark's own ``spark-class``."""
+"""A Spark standalone cluster on this machine, started by pyspark's own ``spark-class``.
+
+The pip-installed pyspark has no ``start-master.sh``; its ``bin/spark-class`` runs the master
+and worker classes directly. Tests and benchmarks use this to run mbd's jobs on a real cluster.
+"""
 
 from __future__ import annotations
 
