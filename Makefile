@@ -9,13 +9,20 @@ JARS_STAMP := .cache/jars/.pom-sha256
 POMS := infra/pom.xml infra/broker-jars/pom.xml infra/spark-jars/pom.xml infra/maven-settings.xml
 DATA ?= data
 
-.PHONY: run test lint bench jars tools clean stop
+.PHONY: run test lint bench jars tools browser clean stop
 
 # Java and Maven come with this kind of machine; install them from Debian if a machine lacks them.
 tools:
 	@command -v java >/dev/null && command -v mvn >/dev/null || { \
 	  echo "installing Java 17 and Maven from Debian"; \
 	  apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless maven >/dev/null; }
+
+# The dashboard test drives Debian's headless Chromium through Selenium (nothing downloaded
+# from a browser vendor's host): install both from Debian if this machine lacks them.
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  echo "installing chromium and chromium-driver from Debian"; \
+	  apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null; }
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +39,7 @@ lint: $(INSTALLED)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: $(INSTALLED) $(JARS_STAMP) lint
+test: $(INSTALLED) $(JARS_STAMP) lint | browser
 	$(BIN)/pytest
 
 run: $(INSTALLED) $(JARS_STAMP)
@@ -49,6 +56,7 @@ bench: $(INSTALLED) $(JARS_STAMP)
 	$(BIN)/python bench/kafka_producer.py | tee bench/results/kafka_producer.txt
 	$(BIN)/python -m bench.ingest | tee bench/results/ingest.txt
 	$(BIN)/python -m bench.streaming | tee bench/results/streaming.txt
+	$(BIN)/python -m bench.predict | tee bench/results/predict.txt
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .ruff_cache .mypy_cache

@@ -5,10 +5,13 @@
     lake. Baseline in the same run: a bare Spark Kafka → Parquet copy of the same topic.
     Figures: readings/s for each and their ratio.
 
-Freshness under live traffic (window end → lake row / → prediction) is not measured here yet.
+(b) Freshness (bench/freshness.py): D phones posting steadily in real time with a promoted
+    model; seconds from a window's end to its micro-batch's lake write and to its prediction on
+    mbd.predictions, p50/p95.
+
 The last line printed is one JSON object.
 
-    python -m bench.streaming [--readings 400000] [--devices 200]
+    python -m bench.streaming [--readings 400000] [--devices 200] [--phones 200] [--lateness 3]
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench import freshness
 from bench.kafka_producer import running_broker
 from common.kafka import ensure_topics, make_producer
 from common.schema import batch_record_headers
@@ -77,7 +81,7 @@ def bare_copy(spark, kafka: KafkaSettings, topic: str, folder: Path) -> float:
 def full_job(spark, kafka: KafkaSettings, topic: str, folder: Path) -> tuple[float, dict]:
     settings = StreamSettings(
         lake_dir=folder / "lake", checkpoint_dir=folder / "checkpoint",
-        status_file=folder / "status.json",
+        status_file=folder / "status.json", live_scoring=False,
         kafka=kafka.model_copy(update={"readings_topic": topic}),
     )  # fmt: skip
     started = time.perf_counter()
@@ -97,6 +101,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--readings", type=int, default=400_000)
     parser.add_argument("--devices", type=int, default=200)
+    parser.add_argument("--phones", type=int, default=200, help="posting live, for freshness")
+    parser.add_argument("--live-seconds", type=float, default=90.0)
+    parser.add_argument("--trigger", type=float, default=2.0)
+    parser.add_argument("--lateness", type=float, default=3.0, help="per-device watermark delay")
     args = parser.parse_args()
 
     with running_broker(None) as kafka, tempfile.TemporaryDirectory(prefix="mbd-bench-") as tmp:
@@ -107,6 +115,10 @@ def main() -> None:
         spark.sparkContext.setLogLevel("ERROR")
         copy_s = bare_copy(spark, kafka, topic, Path(tmp))
         job_s, totals = full_job(spark, kafka, topic, Path(tmp))
+        print(f"throughput: {readings / job_s:.0f} readings/s", flush=True)
+        fresh = freshness.measure(spark, kafka, Path(tmp), phones=args.phones,
+                                  seconds=args.live_seconds, trigger_s=args.trigger,
+                                  lateness_s=args.lateness)  # fmt: skip
         spark.stop()
 
     summary = {
@@ -122,6 +134,8 @@ def main() -> None:
         "windows": totals.get("windows"),
         "job_batches": totals.get("batches"),
         "goal_readings_per_s": 50_000,
+        "freshness": fresh,
+        "goal_freshness_p95_s": 10.0,
         "note": "job time includes Spark's start of the query and the idle flush of every phone",
     }
     print(json.dumps(summary))

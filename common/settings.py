@@ -308,8 +308,8 @@ class ApiSettings(BaseSettings):
     consume_predictions: bool = Field(default=True, description="read the predictions topic")
     consumer_client_id: str = "mbd-api"
     model_check_interval_s: float = Field(default=1.0, gt=0, description="CURRENT polling")
-    inference_threads: int | None = Field(
-        default=1, ge=1, description="TensorFlow threads per op; None: one per core"
+    single_thread_inference: bool = Field(
+        default=True, description="TensorFlow runs each op on one thread (small windows)"
     )
     stream_status_file: Path = Path("data/status/stream.json")
     gateway_url: str | None = Field(default="http://127.0.0.1:8000", description="for its rate")

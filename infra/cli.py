@@ -94,6 +94,14 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_api(args: argparse.Namespace) -> int:
+    from api.main import serve
+    from common.settings import ApiSettings
+
+    serve(ApiSettings(**_overrides(args, "host", "port")))
+    return 0
+
+
 def cmd_devices(args: argparse.Namespace) -> int:
     from ingest.devices import DeviceRegistry
 
@@ -271,6 +279,11 @@ def build_parser() -> argparse.ArgumentParser:
     gateway.add_argument("--port", type=int, help="listen port (MBD_GATEWAY_PORT, 8000)")
     gateway.add_argument("--workers", type=int, help="uvicorn worker processes (1)")
     gateway.set_defaults(handler=cmd_gateway)
+
+    api = commands.add_parser("api", help="the prediction API and live dashboard")
+    api.add_argument("--host", help="listen address (MBD_API_HOST, 127.0.0.1)")
+    api.add_argument("--port", type=int, help="listen port (MBD_API_PORT, 8001)")
+    api.set_defaults(handler=cmd_api)
 
     devices = commands.add_parser("devices", help="phones allowed to post, and their tokens")
     devices.add_argument("action", choices=["add", "list", "revoke"])

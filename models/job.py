@@ -32,7 +32,7 @@ from models.data import (
 )
 from models.evaluation import evaluate
 from models.promotion import should_promote
-from models.registry import Registry, RegistryError
+from models.registry import ModelVersion, Registry, RegistryError
 from models.report import draw_report
 from models.runners import LocalRunner, Runner, SparkRunner
 from models.trainer import RoundCallback, Trainer
@@ -77,6 +77,24 @@ def _incumbent_f1(
         return current, None
     scored = evaluate(holdout.y, predict_classes(model, holdout.x), classes)
     return current, float(scored["macro_f1"])
+
+
+def save_version(
+    registry: Registry,
+    model: Any,
+    *,
+    config: dict[str, Any],
+    metrics: dict[str, Any],
+    title: str = "activity model",
+) -> ModelVersion:
+    """Write a complete version (model, config, metrics, report) in staging and publish it."""
+    staging = registry.staging()
+    model.save(staging / "model.keras")
+    (staging / "config.json").write_text(json.dumps(config, indent=1, default=str))
+    (staging / "metrics.json").write_text(json.dumps(metrics, indent=1, default=str))
+    draw_report(metrics=metrics, history=metrics.get("history", []),
+                path=staging / "report.png", title=title)  # fmt: skip
+    return registry.publish(staging)
 
 
 def train_once(
@@ -161,14 +179,9 @@ def train_once(
         partitions=runner.partitions,
         runner=settings.runner,
     )
-    staging = registry.staging()
-    result.classifier.save(staging / "model.keras")
     config = {"spec": spec.to_json(), "train": json.loads(settings.model_dump_json())}
-    (staging / "config.json").write_text(json.dumps(config, indent=1, default=str))
-    (staging / "metrics.json").write_text(json.dumps(metrics, indent=1, default=str))
-    draw_report(metrics=metrics, history=result.history, path=staging / "report.png",
-                title=f"activity model, {len(holdout)} held-out windows")  # fmt: skip
-    version = registry.publish(staging)
+    version = save_version(registry, result.classifier, config=config, metrics=metrics,
+                           title=f"activity model, {len(holdout)} held-out windows")  # fmt: skip
     if promote:
         registry.promote(version.version, reason=reason)
     log.info("v%d %s: %s", version.version, "promoted" if promote else "not promoted", reason)

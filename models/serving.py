@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from models.registry import Registry, RegistryError
+from models.runtime import limit_tensorflow_threads
 
 log = logging.getLogger(__name__)
 
@@ -75,27 +76,6 @@ def _compiled_call(model: Any, input_dim: int) -> Callable[[np.ndarray], np.ndar
     return call
 
 
-def limit_tensorflow_threads(threads: int) -> bool:
-    """Let TensorFlow run each op on at most ``threads`` threads (intra- and inter-op pools).
-
-    One window per call is too small to split: extra pool threads only spin and, with few
-    cores, take CPU from the threads answering requests (on 2 shared cores, p99 of POST
-    /v1/predict at 100 requests/s went from ~300 ms with the default pools to ~15 ms with
-    one thread). Works only before TensorFlow runs its first op; after that it returns False.
-    """
-    if threads < 1:
-        raise ValueError(f"threads must be >= 1, got {threads}")
-    import tensorflow as tf
-
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
-    except RuntimeError:
-        log.debug("TensorFlow is already running; its thread pools stay as they are")
-        return False
-    return True
-
-
 def load_version(registry: Registry, version: int) -> LoadedModel:
     """Load, check and warm up ``version``; every problem is a :class:`RegistryError`."""
     entry = registry.get(version)
@@ -142,20 +122,25 @@ class ServingStatus:
 
 
 class PromotedModel:
-    """The promoted version of ``registry``, reloaded when ``CURRENT`` changes."""
+    """The promoted version of ``registry``, reloaded when ``CURRENT`` changes.
+
+    ``single_threaded`` limits TensorFlow to one thread per op before the first load (see
+    :func:`models.runtime.limit_tensorflow_threads`): right for a server scoring one window
+    per request on few cores.
+    """
 
     def __init__(
         self,
         registry: Registry,
         *,
         check_interval_s: float = 1.0,
-        tensorflow_threads: int | None = None,
+        single_threaded: bool = False,
         loader: Callable[[Registry, int], LoadedModel] = load_version,
     ) -> None:
         if check_interval_s <= 0:
             raise ValueError(f"check_interval_s must be > 0, got {check_interval_s}")
         self.registry = registry
-        self.tensorflow_threads = tensorflow_threads
+        self.single_threaded = single_threaded
         self.check_interval_s = check_interval_s
         self._loader = loader
         self._model: LoadedModel | None = None
@@ -226,8 +211,11 @@ class PromotedModel:
 
     def _load(self, version: int, stamp: int) -> None:
         with self._load_lock:
-            if self.tensorflow_threads is not None and self._model is None:
-                limit_tensorflow_threads(self.tensorflow_threads)
+            if self.single_threaded:
+                # One window per call is too small to split: extra TF pool threads only spin
+                # and take the cores from the threads answering requests (bench/predict.py:
+                # p99 at 100 requests/s on 2 cores, ~300 ms with TF's default pools, ~10 ms).
+                limit_tensorflow_threads()
             started = time.perf_counter()
             try:
                 loaded = self._loader(self.registry, version)

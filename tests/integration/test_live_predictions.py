@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import uuid
 from pathlib import Path
@@ -13,6 +12,7 @@ from kafka import KafkaConsumer
 from common.schema import Prediction
 from common.settings import KafkaSettings, ModelSettings
 from models.build import ModelSpec, build_classifier
+from models.job import save_version
 from models.registry import Registry
 from simulators.phone import FaultRates
 from streaming import job
@@ -32,11 +32,8 @@ def promote_small_model(registry: Registry, seed: int) -> int:
         ModelSettings(encoder_units=(16,)), input_dim=600, classes=CLASSES,
         axis_mean=(0.0, 9.8, 0.0), axis_std=(3.0, 3.0, 3.0),
     )  # fmt: skip
-    staging = registry.staging()
-    build_classifier(spec).save(staging / "model.keras")
-    (staging / "config.json").write_text(json.dumps({"spec": spec.to_json()}))
-    (staging / "metrics.json").write_text(json.dumps({"macro_f1": 0.5}))
-    version = registry.publish(staging).version
+    model = build_classifier(spec)
+    version = save_version(registry, model, config={"spec": spec.to_json()}, metrics={}).version
     registry.promote(version, reason="test")
     return version
 

@@ -1,0 +1,1 @@
+"""The prediction API's routers, one per resource."""

@@ -1,0 +1,111 @@
+"""Phones and their latest activity, as read from the predictions topic."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Path, Query
+from pydantic import BaseModel
+
+from api.deps import SettingsDep, StoreDep
+from api.errors import error_responses
+from api.store import DeviceActivity
+
+router = APIRouter(prefix="/v1/devices", tags=["devices"])
+
+
+class WindowOut(BaseModel):
+    start_ms: int
+    end_ms: int
+    start: datetime
+    end: datetime
+
+
+class DeviceActivityOut(BaseModel):
+    """A phone's latest predicted activity; ``age_s`` is how long ago its window ended."""
+
+    device_id: str
+    activity: str
+    probabilities: dict[str, float]
+    window: WindowOut
+    model_version: int
+    age_s: float
+    received_s_ago: float
+
+
+class DevicesOut(BaseModel):
+    """One page of phones heard from within ``within_s``, ordered by id, and their activity mix."""
+
+    items: list[DeviceActivityOut]
+    total: int
+    offset: int
+    limit: int
+    next_offset: int | None
+    within_s: float
+    activities: dict[str, int]
+
+
+def _as_out(entry: DeviceActivity, now: float) -> DeviceActivityOut:
+    p = entry.prediction
+    return DeviceActivityOut(
+        device_id=p.device_id,
+        activity=p.activity,
+        probabilities=p.probabilities,
+        window=WindowOut(
+            start_ms=p.window_start_ms,
+            end_ms=p.window_end_ms,
+            start=datetime.fromtimestamp(p.window_start_ms / 1000, UTC),
+            end=datetime.fromtimestamp(p.window_end_ms / 1000, UTC),
+        ),
+        model_version=p.model_version,
+        age_s=round(max(0.0, now - p.window_end_ms / 1000), 3),
+        received_s_ago=round(max(0.0, now - entry.received_at), 3),
+    )
+
+
+@router.get("", response_model=DevicesOut, summary="Active phones and their latest activity")
+async def list_devices(
+    store: StoreDep,
+    settings: SettingsDep,
+    within_s: Annotated[
+        float | None, Query(gt=0, description="heard from within this many seconds (≤ TTL)")
+    ] = None,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> DevicesOut:
+    within = min(within_s or settings.device_ttl_s, settings.device_ttl_s)
+    page = store.page(within_s=within, offset=offset, limit=limit)
+    now = time.time()
+    following = offset + len(page.items)
+    return DevicesOut(
+        items=[_as_out(entry, now) for entry in page.items],
+        total=page.total,
+        offset=offset,
+        limit=limit,
+        next_offset=following if following < page.total else None,
+        within_s=within,
+        activities=page.activities,
+    )
+
+
+@router.get(
+    "/{device_id}/activity",
+    response_model=DeviceActivityOut,
+    responses=error_responses(e404="no prediction for this phone within the TTL"),
+    summary="A phone's latest activity",
+)
+async def device_activity(
+    store: StoreDep,
+    settings: SettingsDep,
+    device_id: Annotated[str, Path(min_length=1, max_length=64)],
+) -> DeviceActivityOut:
+    entry = store.get(device_id)
+    if entry is None:
+        raise HTTPException(
+            404,
+            detail=f"no prediction for device {device_id!r} in the last "
+            f"{settings.device_ttl_s:g} s",
+        )
+    return _as_out(entry, time.time())
