@@ -44,6 +44,21 @@ def device_split(device_id: str, settings: TrainSettings) -> Split:
     return "train"
 
 
+def borrowed_validation_devices(labelled_train_devices: Sequence[str],
+                                settings: TrainSettings) -> list[str]:  # fmt: skip
+    """Training phones to validate on when no validation phone carries labels (a small fleet).
+
+    The same share as ``validation_fraction`` (at least one, never all), chosen by the hash so
+    the choice is stable; held-out phones are never touched.
+    """
+    if len(labelled_train_devices) < 2:
+        return []
+    share = round(len(labelled_train_devices) * settings.validation_fraction)
+    count = min(max(1, share), len(labelled_train_devices) - 1)
+    ranked = sorted(labelled_train_devices, key=lambda d: _bucket(d, settings.split_salt))
+    return ranked[-count:]
+
+
 def split_column(device_id: Column, settings: TrainSettings) -> Column:
     """:func:`device_split` as a Spark expression."""
     from pyspark.sql import functions as F

@@ -26,6 +26,7 @@ from models.data import (
     WindowArrays,
     axis_moments,
     balanced_class_weights,
+    borrowed_validation_devices,
     collect,
     lake_windows,
     mean_std,
@@ -104,6 +105,8 @@ def train_once(
     on_round: RoundCallback | None = None,
 ) -> TrainOutcome:
     """One full retraining run; raises NotEnoughData when the lake cannot support it."""
+    from pyspark.sql import functions as F
+
     began = time.perf_counter()
     classes = list(settings.wire.classes)
     input_dim = settings.window.samples * 3
@@ -113,6 +116,17 @@ def train_once(
     holdout = collect(windows.where("split = 'holdout' AND y >= 0"), input_dim)
     validation = collect(windows.where("split = 'validation' AND y >= 0"), input_dim)
     train_windows = windows.where("split = 'train'")
+    borrowed: list[str] = []
+    if len(validation) == 0:  # no labelled phone hashed to validation: borrow training phones
+        labelled_devices = train_windows.where("y >= 0").select("device_id").distinct()
+        borrowed = borrowed_validation_devices(
+            [row.device_id for row in labelled_devices.collect()], settings
+        )
+        if borrowed:
+            log.info("validating on training phones %s: no labelled validation phone", borrowed)
+            taken = F.col("device_id").isin(borrowed)
+            validation = collect(train_windows.where(taken & (F.col("y") >= 0)), input_dim)
+            train_windows = train_windows.where(~taken)
     runner: Runner
     if settings.runner == "local":
         arrays = collect(train_windows, input_dim)
@@ -165,6 +179,7 @@ def train_once(
             "train_labelled_windows": labelled,
             "train_labelled_per_class": dict(zip(classes, train_counts.tolist(), strict=True)),
             "validation_windows": len(validation),
+            "validation_devices_borrowed_from_training": borrowed,
             "holdout_windows": len(holdout),
             "holdout_devices": len(set(holdout.device_id.tolist())),
             "train_devices": windows.where("split = 'train'")

@@ -9,6 +9,7 @@ from common.settings import TrainSettings
 from models.data import (
     axis_moments,
     balanced_class_weights,
+    borrowed_validation_devices,
     collect,
     device_split,
     lake_windows,
@@ -65,3 +66,13 @@ def test_normalisation_statistics_and_class_weights() -> None:
     np.testing.assert_allclose(mean, [2.0, 10.0, 0.0])
     np.testing.assert_allclose(std, [1.0, 0.0, 0.0])
     assert balanced_class_weights([30, 10, 0]) == (40 / 60, 40 / 20, 0.0)
+
+
+def test_a_small_fleet_borrows_training_phones_for_validation_stably() -> None:
+    settings = TrainSettings(validation_fraction=0.1)
+    phones = [f"sim-phone-{i:06d}" for i in range(8)]
+    chosen = borrowed_validation_devices(phones, settings)
+    assert len(chosen) == 1 and chosen[0] in phones
+    assert borrowed_validation_devices(list(reversed(phones)), settings) == chosen
+    assert len(borrowed_validation_devices([f"p{i}" for i in range(40)], settings)) == 4
+    assert borrowed_validation_devices(["only-one"], settings) == []
