@@ -43,9 +43,7 @@ test: $(INSTALLED) $(JARS_STAMP) lint | browser
 	$(BIN)/pytest
 
 run: $(INSTALLED) $(JARS_STAMP)
-	$(BIN)/mbd broker start --data-dir $(DATA)/kafka
-	@echo "Only the Kafka broker runs so far (127.0.0.1:9092, log in $(DATA)/kafka);"
-	@echo "stop it with: make stop"
+	$(BIN)/mbd up --data-dir $(DATA)
 
 stop: $(INSTALLED)
 	$(BIN)/mbd broker stop --data-dir $(DATA)/kafka
@@ -57,6 +55,7 @@ bench: $(INSTALLED) $(JARS_STAMP)
 	$(BIN)/python -m bench.ingest | tee bench/results/ingest.txt
 	$(BIN)/python -m bench.streaming | tee bench/results/streaming.txt
 	$(BIN)/python -m bench.predict | tee bench/results/predict.txt
+	$(BIN)/python -m bench.training | tee bench/results/training.txt
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .ruff_cache .mypy_cache

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from kafka import KafkaConsumer
 from pyspark.sql import DataFrame, SparkSession
 
@@ -45,17 +46,24 @@ def promote_untrained_model(registry: Registry) -> int:
 
 
 class TimedScorer:
-    """Records when each micro-batch's windows were in the lake, then scores them."""
+    """Records when each micro-batch's lake write ended, then scores its windows."""
 
     def __init__(self, scorer: LiveScorer) -> None:
         self.scorer = scorer
-        self.in_lake: dict[tuple[str, int], float] = {}
+        self.written_at: dict[int, float] = {}
 
-    def __call__(self, windows: DataFrame, batch_id: int) -> int:
-        written = time.time()  # the writer calls this right after the lake write
-        for row in windows.select("device_id", "window_end_ms").collect():
-            self.in_lake.setdefault((row.device_id, row.window_end_ms), written)
-        return self.scorer(windows, batch_id)
+    def __call__(self, windows: DataFrame, batch_id: int, count: int) -> int:
+        self.written_at.setdefault(batch_id, time.time())  # called right after the lake write
+        return self.scorer(windows, batch_id, count)
+
+    def in_lake(self, lake: Path) -> dict[tuple[str, int], float]:
+        """(device, window end) → when its micro-batch's lake write ended."""
+        rows = pd.read_parquet(lake / "windows", columns=["device_id", "window_end_ms", "batch_id"])
+        return {
+            (device, int(end)): self.written_at[int(batch)]
+            for device, end, batch in rows.itertuples(index=False)
+            if int(batch) in self.written_at
+        }
 
 
 def post_steadily(kafka: KafkaSettings, topic: str, *, phones: int, seconds: float,
@@ -140,8 +148,9 @@ def measure(spark: SparkSession, kafka: KafkaSettings, folder: Path, *, phones: 
     listener.join(timeout=10)
 
     warm_up_ms = (began + 20) * 1000  # the first windows include Spark's warm-up
-    steady = [(key, key[1] / 1000) for key in scorer.in_lake if key[1] >= warm_up_ms]
-    to_lake = [scorer.in_lake[key] - end for key, end in steady]
+    in_lake = scorer.in_lake(settings.lake_dir)
+    steady = [(key, key[1] / 1000) for key in in_lake if key[1] >= warm_up_ms]
+    to_lake = [in_lake[key] - end for key, end in steady]
     to_prediction = [arrived[key] - end for key, end in steady if key in arrived]
     return {
         "phones": phones,

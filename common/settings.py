@@ -273,6 +273,12 @@ class TrainSettings(BaseSettings):
     local_epochs: int = Field(default=1, ge=1)
     batch_size: int = Field(default=64, ge=1)
     learning_rate: float = Field(default=1e-3, gt=0)
+    learning_rate_decay: float = Field(
+        default=0.85, gt=0, le=1, description="learning rate multiplier per round of a phase"
+    )
+    class_weighting: Literal["balanced", "sqrt", "none"] = Field(
+        default="sqrt", description="loss weight per class from its training frequency"
+    )
     patience: int = Field(default=3, ge=1, description="rounds without improvement before stop")
     min_delta: float = Field(default=0.002, ge=0)
     holdout_fraction: float = Field(default=0.2, gt=0, lt=1, description="devices held out")

@@ -94,6 +94,21 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_up(args: argparse.Namespace) -> int:
+    from infra.up import UpSettings, up
+
+    return up(UpSettings(**_overrides(args, "data_dir", "devices")))
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from infra.up import UpSettings, status
+
+    report = status(UpSettings(**_overrides(args, "data_dir")))
+    print(json.dumps(report, indent=1, default=str))
+    services = report["services"].values()
+    return 0 if services and all(entry["running"] for entry in services) else 1
+
+
 def cmd_api(args: argparse.Namespace) -> int:
     from api.main import serve
     from common.settings import ApiSettings
@@ -178,6 +193,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         stats = simulate_fleet(
             sim, gateway, duration_s=args.duration, seed=args.seed, faults=_fault_rates(args),
             dwell_scale=args.dwell_scale, report=args.report, quiet=args.quiet,
+            truth_file=args.truth,
         )  # fmt: skip
     print(json.dumps(stats.summary()))
     return 0 if stats.given_up == 0 else 1
@@ -280,6 +296,14 @@ def build_parser() -> argparse.ArgumentParser:
     gateway.add_argument("--workers", type=int, help="uvicorn worker processes (1)")
     gateway.set_defaults(handler=cmd_gateway)
 
+    up = commands.add_parser("up", help="the whole pipeline on this machine, supervised")
+    up.add_argument("--data-dir", type=Path, help="where everything keeps its data (data)")
+    up.add_argument("--devices", type=int, help="simulated phones (100; 0 for none)")
+    up.set_defaults(handler=cmd_up)
+    status = commands.add_parser("status", help="services, lag, lake size, promoted model")
+    status.add_argument("--data-dir", type=Path, help="the data folder of `mbd up` (data)")
+    status.set_defaults(handler=cmd_status)
+
     api = commands.add_parser("api", help="the prediction API and live dashboard")
     api.add_argument("--host", help="listen address (MBD_API_HOST, 127.0.0.1)")
     api.add_argument("--port", type=int, help="listen port (MBD_API_PORT, 8001)")
@@ -317,6 +341,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     simulate.add_argument(
         "--fault", action="append", metavar="NAME=RATE", help="set one fault rate, e.g. resend=0.1"
+    )
+    simulate.add_argument(
+        "--truth", type=Path, help="append each phone's activity changes here (JSON lines)"
     )
     _sending_options(simulate)
     simulate.set_defaults(handler=cmd_simulate, mode="fleet")

@@ -152,8 +152,15 @@ def mean_std(moments: Sequence[tuple[np.ndarray, int]]) -> tuple[np.ndarray, np.
     return mean, std
 
 
-def balanced_class_weights(counts: Sequence[int]) -> tuple[float, ...]:
-    """n / (k · nᵢ) per class, so every class weighs the same in the loss; absent classes 0."""
+def class_weights(
+    counts: Sequence[int], mode: Literal["balanced", "sqrt", "none"] = "balanced"
+) -> tuple[float, ...] | None:
+    """Loss weight per class from its count: ``balanced`` n / (k · nᵢ), so every class weighs
+    the same; ``sqrt`` the square root of that (rare classes count more, without swamping the
+    common ones); ``none``: no weights. Absent classes get 0."""
+    if mode == "none":
+        return None
     present = [c for c in counts if c > 0]
     total, k = sum(present), len(present)
-    return tuple(total / (k * c) if c > 0 else 0.0 for c in counts)
+    power = 1.0 if mode == "balanced" else 0.5
+    return tuple((total / (k * c)) ** power if c > 0 else 0.0 for c in counts)

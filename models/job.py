@@ -25,8 +25,8 @@ from models.data import (
     NotEnoughData,
     WindowArrays,
     axis_moments,
-    balanced_class_weights,
     borrowed_validation_devices,
+    class_weights,
     collect,
     lake_windows,
     mean_std,
@@ -157,7 +157,7 @@ def train_once(
             runner=runner,
             validation=(validation.x, validation.y),
             settings=settings,
-            class_weights=balanced_class_weights(train_counts.tolist()),
+            class_weights=class_weights(train_counts.tolist(), settings.class_weighting),
             on_round=on_round,
         )
         result = trainer.run()

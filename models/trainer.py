@@ -95,7 +95,7 @@ class Trainer:
             spec=self.spec,
             epochs=s.local_epochs,
             batch_size=s.batch_size,
-            learning_rate=s.learning_rate,
+            learning_rate=s.learning_rate * s.learning_rate_decay ** fields["round"],
             seed=s.seed,
             class_weights=self.class_weights,
             **fields,

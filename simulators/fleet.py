@@ -62,10 +62,26 @@ def provision_tokens(
 
 @dataclass
 class FleetTruth:
-    """What the phones were really doing: the latest activity per device, for end-to-end checks."""
+    """What the phones were really doing, for end-to-end checks.
+
+    ``activity`` holds the latest activity per phone. With a ``timeline`` file, every change of
+    a phone's activity is appended to it as a JSON line ``{"device_id", "from_ms", "activity",
+    "labelled"}``, ``from_ms`` in the phone's own (possibly skewed) clock, as its samples carry.
+    """
 
     activity: dict[str, str] = field(default_factory=dict)
     labelled: set[str] = field(default_factory=set)
+    timeline: Path | None = None
+
+    def observe(self, device_id: str, from_ms: int, activity: str) -> None:
+        if self.activity.get(device_id) == activity:
+            return
+        self.activity[device_id] = activity
+        if self.timeline is not None:
+            line = {"device_id": device_id, "from_ms": from_ms, "activity": activity,
+                    "labelled": device_id in self.labelled}  # fmt: skip
+            with self.timeline.open("a") as out:
+                out.write(json.dumps(line) + "\n")
 
 
 async def _phone_life(
@@ -100,7 +116,8 @@ async def _phone_life(
     while tick < end:
         await asyncio.sleep(max(0.0, tick - time.time()))
         batch = phone.next_batch()
-        truth.activity[phone.device_id] = batch.activity
+        batch_start_ms = phone.clock_ms - int(config.interval_s * 1000) + phone.skew_ms
+        truth.observe(phone.device_id, batch_start_ms, batch.activity)
         now = time.time()
         if batch.goes_offline:
             offline_until = now + config.faults.offline_s

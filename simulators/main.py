@@ -81,6 +81,7 @@ def simulate_fleet(
     dwell_scale: float = 1.0,
     report: Path | None = None,
     quiet: bool = False,
+    truth_file: Path | None = None,
 ) -> SendStats:
     config = FleetConfig(
         devices=settings.devices,
@@ -95,7 +96,7 @@ def simulate_fleet(
         device_prefix=settings.device_prefix,
     )
     tokens = provision_tokens(config.device_ids(), settings.tokens_file, gateway.devices_file)
-    truth = FleetTruth()
+    truth = FleetTruth(timeline=truth_file)
 
     async def main() -> SendStats:
         async with _client(settings, tokens) as client:

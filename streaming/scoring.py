@@ -92,7 +92,7 @@ class LiveScorer:
         self.registry = Registry(settings.registry.dir)
         self.errors = 0
 
-    def __call__(self, windows: DataFrame, batch_id: int) -> int:
+    def __call__(self, windows: DataFrame, batch_id: int, count: int) -> int:
         try:
             version = self.registry.current_version()
             if version is None:
@@ -112,15 +112,13 @@ class LiveScorer:
             scored = windows.select(
                 "device_id", "window_start_ms", "window_end_ms", "tensor"
             ).mapInArrow(score, SCORED)
-            records = prediction_records(scored, classes, version).persist()
-            count = records.count()
             (
-                records.write.format("kafka")
+                prediction_records(scored, classes, version)
+                .write.format("kafka")
                 .option("kafka.bootstrap.servers", self.settings.kafka.bootstrap_servers)
                 .option("topic", self.settings.kafka.predictions_topic)
                 .save()
             )
-            records.unpersist()
         except Exception as error:  # scoring must never stop the lake
             self.errors += 1
             log.error("batch %d: scoring with v%d failed: %s", batch_id, version, error)

@@ -32,7 +32,8 @@ QUARANTINE_COLUMNS = [
     "batch_seqs", "raw",
 ]  # fmt: skip
 
-Scorer = Callable[[DataFrame, int], int]
+# (windows of the batch, batch id, how many) → predictions published
+Scorer = Callable[[DataFrame, int, int], int]
 
 
 def _write(df: DataFrame, path: Path, batch_id: int) -> None:
@@ -91,7 +92,8 @@ class LakeWriter:
                 _write(rows.select(*QUARANTINE_COLUMNS, date), self.quarantine_path, batch_id)
             predictions = 0
             if windows and self.scorer is not None:
-                predictions = self.scorer(output.where(F.col("kind") == "window"), batch_id)
+                scored = output.where(F.col("kind") == "window")
+                predictions = self.scorer(scored, batch_id, windows)
         finally:
             output.unpersist()
         self.totals.update(

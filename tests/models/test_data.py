@@ -8,8 +8,8 @@ import pytest
 from common.settings import TrainSettings
 from models.data import (
     axis_moments,
-    balanced_class_weights,
     borrowed_validation_devices,
+    class_weights,
     collect,
     device_split,
     lake_windows,
@@ -65,7 +65,9 @@ def test_normalisation_statistics_and_class_weights() -> None:
     mean, std = mean_std([axis_moments(x[:, :3]), axis_moments(x[:, 3:])])
     np.testing.assert_allclose(mean, [2.0, 10.0, 0.0])
     np.testing.assert_allclose(std, [1.0, 0.0, 0.0])
-    assert balanced_class_weights([30, 10, 0]) == (40 / 60, 40 / 20, 0.0)
+    assert class_weights([30, 10, 0]) == (40 / 60, 40 / 20, 0.0)
+    assert class_weights([30, 10, 0], "sqrt") == pytest.approx(((40 / 60) ** 0.5, 2**0.5, 0.0))
+    assert class_weights([30, 10], "none") is None
 
 
 def test_a_small_fleet_borrows_training_phones_for_validation_stably() -> None:

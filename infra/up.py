@@ -1,0 +1,210 @@
+"""``mbd up``: the whole pipeline on one machine under one supervisor, and ``mbd status``.
+
+Order: the Kafka broker, the gateway, the streaming job, the scheduled trainer, the API, and a
+simulated fleet. Every service gets the same ``MBD_*`` environment (one data folder, the
+broker's address), its own log file under ``<data>/logs/``, and is restarted if it dies.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from common.settings import BrokerSettings, JvmSettings
+from infra import broker
+from infra.supervisor import Service, ServiceFailed, Supervisor
+
+log = logging.getLogger(__name__)
+MBD = [sys.executable, "-m", "infra.cli"]
+
+
+class UpSettings(BaseSettings):
+    """What ``mbd up`` starts, and where everything it runs keeps its data."""
+
+    model_config = SettingsConfigDict(env_prefix="MBD_UP_", frozen=True)
+
+    data_dir: Path = Path("data")
+    broker_port: int = Field(default=9092, ge=1, le=65535)
+    gateway_port: int = Field(default=8000, ge=1, le=65535)
+    api_port: int = Field(default=8001, ge=1, le=65535)
+    devices: int = Field(default=100, ge=0, description="simulated phones; 0 for none")
+    labelled_fraction: float = Field(default=0.2, ge=0, le=1)
+    train_every_s: float = Field(default=120.0, gt=0)
+
+    @property
+    def state_file(self) -> Path:
+        return self.data_dir / "run" / "up.json"
+
+
+@dataclass
+class BrokerProcess:
+    """The broker daemonises itself (``infra.broker``); this lets the supervisor watch it."""
+
+    data_dir: Path
+    pid: int
+    returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None and not broker.status(self.data_dir).running:
+            self.returncode = 1
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = time.monotonic() + (timeout if timeout is not None else 1e9)
+        while self.poll() is None:
+            if time.monotonic() > deadline:
+                import subprocess
+
+                raise subprocess.TimeoutExpired(f"broker pid {self.pid}", timeout or 0)
+            time.sleep(0.2)
+        return self.returncode or 0
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as reply:
+            return bool(reply.status == 200)
+    except OSError:
+        return False
+
+
+def environment(settings: UpSettings) -> dict[str, str]:
+    data = settings.data_dir.resolve()
+    return {
+        "MBD_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{settings.broker_port}",
+        "MBD_GATEWAY_PORT": str(settings.gateway_port),
+        "MBD_GATEWAY_DEVICES_FILE": str(data / "devices.json"),
+        "MBD_API_PORT": str(settings.api_port),
+        "MBD_API_GATEWAY_URL": f"http://127.0.0.1:{settings.gateway_port}",
+        "MBD_API_STREAM_STATUS_FILE": str(data / "status" / "stream.json"),
+        "MBD_STREAM_LAKE_DIR": str(data / "lake"),
+        "MBD_STREAM_CHECKPOINT_DIR": str(data / "checkpoints" / "stream"),
+        "MBD_STREAM_STATUS_FILE": str(data / "status" / "stream.json"),
+        "MBD_TRAIN_LAKE_DIR": str(data / "lake"),
+        "MBD_REGISTRY_DIR": str(data / "registry"),
+        "MBD_SIM_GATEWAY_URL": f"http://127.0.0.1:{settings.gateway_port}",
+        "MBD_SIM_TOKENS_FILE": str(data / "sim-tokens.json"),
+        "PYTHONUNBUFFERED": "1",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+    }
+
+
+def services(settings: UpSettings) -> list[Service]:
+    data = settings.data_dir.resolve()
+    status_file = data / "status" / "stream.json"
+    env = environment(settings)
+
+    def launch_broker(log_file: Path) -> BrokerProcess:
+        kafka_dir = data / "kafka"
+        state = broker.start(BrokerSettings(port=settings.broker_port, data_dir=kafka_dir),
+                             JvmSettings())  # fmt: skip
+        assert state.pid is not None
+        log_file.unlink(missing_ok=True)
+        log_file.symlink_to(kafka_dir / "broker.log")
+        return BrokerProcess(kafka_dir, state.pid)
+
+    gateway, api = (f"http://127.0.0.1:{p}" for p in (settings.gateway_port, settings.api_port))
+    fleet = [
+        Service(name="broker", launch=launch_broker, settle_s=0),
+        Service(name="gateway", command=[*MBD, "gateway"], env=env,
+                ready=lambda: _http_ok(f"{gateway}/readyz")),
+        Service(name="stream", command=[*MBD, "stream"], env=env, ready_timeout_s=180,
+                ready=status_file.exists),
+        Service(name="trainer", command=[*MBD, "train", "--quiet", "--every",
+                                         f"{settings.train_every_s:g}s"], env=env, settle_s=5),
+        Service(name="api", command=[*MBD, "api"], env=env,
+                ready=lambda: _http_ok(f"{api}/healthz")),
+    ]  # fmt: skip
+    if settings.devices:
+        fleet.append(Service(
+            name="simulator", env=env, settle_s=5, command=[
+                *MBD, "simulate", "--quiet", "--devices", str(settings.devices),
+                "--labelled-fraction", str(settings.labelled_fraction), "--duration", "100000h",
+                "--truth", str(data / "sim-truth.jsonl"),
+            ],
+        ))  # fmt: skip
+    return fleet
+
+
+def up(settings: UpSettings) -> int:
+    """Start everything, print where to look, supervise until Ctrl-C or SIGTERM."""
+    data = settings.data_dir.resolve()
+    status_file = data / "status" / "stream.json"
+    status_file.unlink(missing_ok=True)  # readiness of the stream is a fresh status file
+    supervisor = Supervisor(services(settings), log_dir=data / "logs",
+                            state_file=settings.state_file)  # fmt: skip
+    signal.signal(signal.SIGTERM, lambda *_: supervisor.stopping.set())
+    try:
+        supervisor.start_all(on_ready=lambda s: print(f"  {s.name:<10} ready", flush=True))  # noqa: T201
+        print(  # noqa: T201
+            f"mbd is up. Dashboard: http://127.0.0.1:{settings.api_port}/  "
+            f"(logs in {data / 'logs'}; `mbd status`; Ctrl-C stops everything)",
+            flush=True,
+        )
+        supervisor.watch()
+        return 0
+    except KeyboardInterrupt:
+        return 0
+    except ServiceFailed as error:
+        log.error("%s", error)
+        return 1
+    finally:
+        supervisor.stop_all()
+        print("mbd stopped every service", flush=True)  # noqa: T201
+
+
+def _folder_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.exists() else 0
+
+
+def status(settings: UpSettings) -> dict[str, Any]:
+    """Every service, the streaming job's lag and totals, the lake's size, the promoted model."""
+    from models.registry import Registry, RegistryError
+
+    data = settings.data_dir.resolve()
+    report: dict[str, Any] = {"services": {}}
+    if settings.state_file.exists():
+        for name, entry in json.loads(settings.state_file.read_text())["services"].items():
+            alive = bool(entry["pid"]) and _pid_alive(int(entry["pid"]))
+            report["services"][name] = {**entry, "running": alive}
+    stream_status = data / "status" / "stream.json"
+    if stream_status.exists():
+        stream = json.loads(stream_status.read_text())
+        report["stream"] = {
+            "offsets_behind_latest": stream.get("offsets_behind_latest"),
+            "last_batch": stream.get("batch_id"),
+            "seconds_since_update": round(time.time() - stream.get("updated_at", 0), 1),
+            "totals": stream.get("totals"),
+        }
+    report["lake_bytes"] = _folder_bytes(data / "lake")
+    registry = Registry(data / "registry")
+    try:
+        current = registry.current()
+        report["model"] = current and {"version": current.version, "macro_f1": current.macro_f1,
+                                       "versions": len(registry.versions())}  # fmt: skip
+    except RegistryError as error:
+        report["model"] = {"error": str(error)}
+    report["disk_free_bytes"] = shutil.disk_usage(data if data.exists() else Path.cwd()).free
+    return report
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
