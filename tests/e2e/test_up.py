@@ -54,11 +54,12 @@ def test_mbd_up_serves_live_predictions_restarts_what_dies_and_stops_cleanly(tmp
         "MBD_UP_BROKER_PORT": str(ports["broker"]),
         "MBD_UP_GATEWAY_PORT": str(ports["gateway"]),
         "MBD_UP_API_PORT": str(ports["api"]),
-        "MBD_UP_TRAIN_EVERY_S": "30",
-        "MBD_UP_LABELLED_FRACTION": "0.5",
+        "MBD_UP_TRAIN_EVERY_S": "20",
+        "MBD_UP_LABELLED_FRACTION": "0.7",
         "MBD_TRAIN_MIN_LABELLED_WINDOWS": "60",
-        "MBD_TRAIN_PRETRAIN_ROUNDS": "1",
-        "MBD_TRAIN_FINETUNE_ROUNDS": "6",
+        "MBD_TRAIN_MIN_NEW_WINDOWS": "150",
+        "MBD_TRAIN_PRETRAIN_ROUNDS": "2",
+        "MBD_TRAIN_FINETUNE_ROUNDS": "20",
         "MBD_SPARK_MASTER": "local[2]",
         "MBD_SPARK_DRIVER_MEMORY": "1g",
     }
@@ -88,17 +89,23 @@ def test_mbd_up_serves_live_predictions_restarts_what_dies_and_stops_cleanly(tmp
 
         live = wait_for("live predictions in the API", predictions_of_that_model, 300, log)
         assert all(d["device_id"].startswith("sim-phone-") for d in live)
-        time.sleep(30)  # let every active phone get a prediction from this model
-        page = get_json(f"{api}/v1/devices?limit=1000")
-        compared = compare_with_truth(page["items"], data / "sim-truth.jsonl")
-        print("labelled phones, prediction vs truth:", json.dumps(compared))  # noqa: T201
-        assert compared["phones"] >= 5, compared
-        assert compared["matching"] >= 0.9 * compared["phones"], compared
+
+        # The model improves as data arrives and the scheduled trainer promotes better versions:
+        # poll until the phones' predictions match what the simulator has them doing.
+        def matches_truth():
+            page = get_json(f"{api}/v1/devices?limit=1000")
+            compared = compare_with_truth(page["items"] if page else [], data / "sim-truth.jsonl")
+            print("labelled phones, prediction vs truth:", json.dumps(compared))  # noqa: T201
+            good = compared["phones"] >= 5 and compared["matching"] >= 0.9 * compared["phones"]
+            return compared if good else None
+
+        wait_for("≥ 90 % of labelled phones predicted right", matches_truth, 600, log, poll_s=20)
+        version = int(current.read_text().strip().lstrip("v"))
         status = subprocess.run([sys.executable, "-m", "infra.cli", "status", "--data-dir",
                                  str(data)], capture_output=True, text=True, env=env)  # fmt: skip
         report = json.loads(status.stdout)
         assert status.returncode == 0, report
-        assert report["model"]["version"] == version and report["lake_bytes"] > 0
+        assert report["model"]["version"] >= version and report["lake_bytes"] > 0
     finally:
         pids = running_pids(state_file) if state_file.exists() else {}
         up.send_signal(signal.SIGTERM)
