@@ -82,7 +82,7 @@ def test_both_phases_train_a_classifier_that_separates_the_activities() -> None:
     y[::2] = -1  # half the training windows carry no label: pretraining still uses them
     rounds: list[dict] = []
     settings = TrainSettings(pretrain_rounds=2, finetune_rounds=8, batch_size=32,
-                             learning_rate=0.01, patience=3)  # fmt: skip
+                             learning_rate=0.01, learning_rate_decay=1.0, patience=3)  # fmt: skip
     trainer = Trainer(spec=small_spec(), runner=LocalRunner(x, y), validation=(val_x, val_y),
                       settings=settings, on_round=rounds.append)  # fmt: skip
     result = trainer.run()
