@@ -30,9 +30,11 @@ CHROMEDRIVER = shutil.which("chromedriver")
 
 @pytest.fixture
 def browser() -> Iterator[object]:
-    if not (CHROMIUM and CHROMEDRIVER):
-        pytest.skip("Debian's chromium and chromium-driver are not installed (make browser)")
-    webdriver = pytest.importorskip("selenium.webdriver")
+    # `make test` installs both (its `browser` target): their absence is a failure, not a skip.
+    assert CHROMIUM and CHROMEDRIVER, (
+        "Debian's chromium and chromium-driver are not installed: run `make browser`"
+    )
+    from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
