@@ -12,6 +12,7 @@ import logging
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import time
 import urllib.request
@@ -65,8 +66,6 @@ class BrokerProcess:
         deadline = time.monotonic() + (timeout if timeout is not None else 1e9)
         while self.poll() is None:
             if time.monotonic() > deadline:
-                import subprocess
-
                 raise subprocess.TimeoutExpired(f"broker pid {self.pid}", timeout or 0)
             time.sleep(0.2)
         return self.returncode or 0
