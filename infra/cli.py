@@ -106,7 +106,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     report = status(UpSettings(**_overrides(args, "data_dir")))
     print(json.dumps(report, indent=1, default=str))
     services = report["services"].values()
-    return 0 if services and all(entry["running"] for entry in services) else 1
+    healthy = all(entry["running"] or entry.get("finished") for entry in services)
+    return 0 if services and healthy else 1
 
 
 def cmd_api(args: argparse.Namespace) -> int:

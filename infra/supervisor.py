@@ -3,7 +3,8 @@
 Each :class:`Service` is a command line with a readiness probe. The supervisor starts them one
 after another, waiting for each to be ready (or failing with the end of its log), writes every
 service's output to its own log file, restarts a service that dies (with a growing pause,
-giving up after ``max_restarts`` in a row that die young), and on stop sends SIGTERM to each
+giving up after ``max_restarts`` in a row that die young; a service marked ``on-failure`` that
+exits with status 0 has finished its work and stays stopped), and on stop sends SIGTERM to each
 process group in reverse order, then SIGKILL to what is left, so no process stays behind.
 Its state (pids, restarts, logs) is kept in a JSON file for ``mbd status``.
 """
@@ -21,7 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 log = logging.getLogger(__name__)
 Probe = Callable[[], bool]
@@ -52,10 +53,12 @@ class Service:
     ready_timeout_s: float = 120.0
     settle_s: float = 2.0
     env: dict[str, str] = field(default_factory=dict)
+    restart: Literal["always", "on-failure"] = "always"
     process: ProcessLike | None = None
     started_at: float = 0.0
     restarts: int = 0
     quick_deaths: int = 0
+    finished: bool = False  # exited 0 under ``on-failure``: done, not to be restarted
 
 
 def tail(path: Path, lines: int = 15) -> str:
@@ -128,6 +131,13 @@ class Supervisor:
             process = service.process
             if process is None or process.poll() is None or self.stopping.is_set():
                 continue
+            if service.finished:
+                continue
+            if service.restart == "on-failure" and process.returncode == 0:
+                service.finished = True
+                log.info("%s finished (status 0); not restarted", service.name)
+                self.write_state()
+                continue
             lived = time.time() - service.started_at
             service.quick_deaths = service.quick_deaths + 1 if lived < 60 else 1
             if service.quick_deaths > self.max_restarts:
@@ -170,6 +180,7 @@ class Supervisor:
                 "running": bool(service.process and service.process.poll() is None),
                 "started_at": service.started_at,
                 "restarts": service.restarts,
+                "finished": service.finished,
                 "log": str(self.log_path(service)),
             }
             for service in self.services

@@ -43,6 +43,10 @@ class UpSettings(BaseSettings):
     devices: int = Field(default=100, ge=0, description="simulated phones; 0 for none")
     labelled_fraction: float = Field(default=0.2, ge=0, le=1)
     train_every_s: float = Field(default=120.0, gt=0)
+    sim_report: Path | None = Field(
+        default=None, description="where the fleet writes its tallies and acknowledged batches "
+        "when it stops (SIGTERM to the simulator ends the traffic; it is not restarted then)",
+    )  # fmt: skip
 
     @property
     def state_file(self) -> Path:
@@ -127,11 +131,12 @@ def services(settings: UpSettings) -> list[Service]:
                 ready=lambda: _http_ok(f"{api}/healthz")),
     ]  # fmt: skip
     if settings.devices:
+        report = ["--report", str(settings.sim_report.resolve())] if settings.sim_report else []
         fleet.append(Service(
-            name="simulator", env=env, settle_s=5, command=[
+            name="simulator", env=env, settle_s=5, restart="on-failure", command=[
                 *MBD, "simulate", "--quiet", "--devices", str(settings.devices),
                 "--labelled-fraction", str(settings.labelled_fraction), "--duration", "100000h",
-                "--truth", str(data / "sim-truth.jsonl"),
+                "--truth", str(data / "sim-truth.jsonl"), *report,
             ],
         ))  # fmt: skip
     return fleet

@@ -91,6 +91,7 @@ async def _phone_life(
     first_tick: float,
     end: float,
     truth: FleetTruth,
+    stopping: asyncio.Event,
 ) -> None:
     backlog: list[Batch] = []
     held: Batch | None = None
@@ -113,8 +114,10 @@ async def _phone_life(
             late_one, held = held, None
             await client.send(late_one)
 
-    while tick < end:
+    while tick < end and not stopping.is_set():
         await asyncio.sleep(max(0.0, tick - time.time()))
+        if stopping.is_set():
+            break
         batch = phone.next_batch()
         batch_start_ms = phone.clock_ms - int(config.interval_s * 1000) + phone.skew_ms
         truth.observe(phone.device_id, batch_start_ms, batch.activity)
@@ -146,8 +149,11 @@ async def run_fleet(
     *,
     truth: FleetTruth | None = None,
     on_tick: Callable[[SendStats, float], None] | None = None,
+    stopping: asyncio.Event | None = None,
 ) -> SendStats:
-    """Run every phone for ``config.duration_s`` seconds, then drain; returns the tallies."""
+    """Run every phone for ``config.duration_s`` seconds, or until ``stopping`` is set, then
+    deliver what the phones still hold; returns the tallies."""
+    stopping = stopping or asyncio.Event()
     rng = np.random.default_rng(config.seed)
     truth = truth if truth is not None else FleetTruth()
     start = time.time()
@@ -170,7 +176,7 @@ async def run_fleet(
             faults=config.faults,
             dwell_scale=config.dwell_scale,
         )
-        phones.append(_phone_life(phone, client, config, start + offset, end, truth))
+        phones.append(_phone_life(phone, client, config, start + offset, end, truth, stopping))
     fleet = asyncio.gather(*phones)
     if on_tick is None:
         await fleet

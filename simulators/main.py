@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,22 @@ async def _run_with_display(work: Any, stats_source: GatewayClient, total_s: flo
         await task
 
 
+def _stop_on_signals() -> asyncio.Event:
+    """SIGTERM or Ctrl-C: the phones stop making batches and deliver what they hold, so the
+    report counts every acknowledged batch; a second signal interrupts at once."""
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def stop(signum: signal.Signals) -> None:
+        log.info("%s: the phones stop after delivering what they hold", signum.name)
+        stopping.set()
+        loop.remove_signal_handler(signum)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop, signum)
+    return stopping
+
+
 def _client(settings: SimulatorSettings, tokens: dict[str, str]) -> GatewayClient:
     return GatewayClient(
         settings.gateway_url,
@@ -99,9 +116,10 @@ def simulate_fleet(
     truth = FleetTruth(timeline=truth_file)
 
     async def main() -> SendStats:
+        stopping = _stop_on_signals()
         async with _client(settings, tokens) as client:
-            await _run_with_display(run_fleet(config, client, truth=truth), client, duration_s,
-                                    quiet)  # fmt: skip
+            fleet = run_fleet(config, client, truth=truth, stopping=stopping)
+            await _run_with_display(fleet, client, duration_s, quiet)
             return client.stats
 
     stats = asyncio.run(main())

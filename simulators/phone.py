@@ -109,7 +109,10 @@ class Phone:
         self.activity = str(self.rng.choice(ACTIVITIES))
         self.remaining_s = self._dwell(self.activity) * self.rng.uniform(0.2, 1.0)
         self.phase = float(self.rng.uniform(0, 2 * np.pi))
-        self.seq = 0
+        # batch_seq is the batch's time slot since the epoch, not a count from 0: a phone (or a
+        # simulator) that restarts goes on with new keys instead of reusing ones the pipeline
+        # has already seen — those would be dropped downstream as resends.
+        self.seq = self.start_ms // int(self.interval_s * 1000)
         self.clock_ms = self.start_ms
         skewed = self.rng.random() < self.faults.skewed_clock
         self.skew_ms = int(self.rng.uniform(-1, 1) * self.faults.max_skew_s * 1000) if skewed else 0

@@ -99,3 +99,28 @@ def test_a_service_that_keeps_dying_young_is_given_up(tmp_path: Path) -> None:
                 time.sleep(0.1)
     finally:
         supervisor.stop_all()
+
+
+def test_an_on_failure_service_that_finishes_stays_stopped_but_one_that_fails_restarts(
+    tmp_path: Path,
+) -> None:
+    def one_shot(name: str, status: int) -> Service:
+        return Service(name=name, restart="on-failure", settle_s=0.2, command=[
+            PY, "-c", f"import sys, time; time.sleep(1); sys.exit({status})"])  # fmt: skip
+
+    done, failed = one_shot("done", 0), one_shot("failed", 4)
+    supervisor = Supervisor([done, failed], log_dir=tmp_path / "logs",
+                            state_file=tmp_path / "s.json")  # fmt: skip
+    supervisor.start_all()
+    try:
+        done.process.wait()
+        failed.process.wait()
+        supervisor.check()
+        assert done.finished and done.restarts == 0
+        assert not failed.finished and failed.restarts == 1
+        supervisor.check()  # a finished service is left alone from then on
+        assert done.restarts == 0
+        state = json.loads((tmp_path / "s.json").read_text())["services"]
+        assert state["done"]["finished"] and not state["done"]["running"]
+    finally:
+        supervisor.stop_all()

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from common.kafka import make_consumer
 from common.settings import KafkaSettings
 from infra.broker import free_port
 from simulators.client import wait_until_ready
@@ -67,6 +70,36 @@ def test_simulate_reports_every_batch_accepted(gateway: dict[str, str], tmp_path
     assert again.returncode == 0 and json.loads(again.stdout.strip().splitlines()[-1])["sent"] == 5
     listed = mbd(gateway, "devices", "list", "--devices-file", gateway["MBD_GATEWAY_DEVICES_FILE"])
     assert listed.stdout.count("1 token(s)") == 5
+
+
+def test_sigterm_stops_the_fleet_with_a_report_and_a_restart_reuses_no_key(
+    gateway: dict[str, str], kafka_broker: KafkaSettings, tmp_path: Path
+) -> None:
+    reports = [tmp_path / "first.json", tmp_path / "second.json"]
+    for report in reports:
+        fleet = subprocess.Popen(
+            [sys.executable, "-m", "infra.cli", "simulate", "--devices", "4", "--duration", "10m",
+             "--quiet", "--report", str(report)],
+            env=gateway, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        time.sleep(5)  # a few batches per phone
+        fleet.send_signal(signal.SIGTERM)
+        out, err = fleet.communicate(timeout=60)
+        assert fleet.returncode == 0, err
+        assert json.loads(out.strip().splitlines()[-1])["given_up"] == 0
+    first, second = (
+        {tuple(key) for key in json.loads(r.read_text())["accepted_keys"]} for r in reports
+    )
+    assert len(first) >= 8 and len(second) >= 8, (first, second)
+    assert not first & second  # batch_seq goes on from the clock: nothing to take for a resend
+    consumer = make_consumer(kafka_broker, kafka_broker.readings_topic, group_id=None,
+                             consumer_timeout_ms=5000)  # fmt: skip
+    stored = set()
+    for record in consumer:
+        body = json.loads(record.value)
+        stored.add((body["device_id"], body["batch_seq"]))
+    consumer.close()
+    assert first | second <= stored
 
 
 def test_replay_sends_a_wisdm_file_as_one_phone_per_user(

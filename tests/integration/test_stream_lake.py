@@ -13,7 +13,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +25,7 @@ from common.settings import KafkaSettings, RegistrySettings, StreamSettings
 from common.topics import TopicSpec
 from simulators.phone import FaultRates, Phone
 from streaming import job
+from tests.lake import read_lake, reconcile
 
 pytestmark = pytest.mark.integration
 
@@ -62,41 +62,6 @@ def stream_settings(kafka: KafkaSettings, topic: str, folder: Path) -> StreamSet
         kafka=kafka.model_copy(update={"readings_topic": topic,
                                        "predictions_topic": f"{topic}.predictions"}),
     )  # fmt: skip
-
-
-def read_lake(lake: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    windows = pd.read_parquet(lake / "windows") if (lake / "windows").exists() else pd.DataFrame()
-    quarantine = (
-        pd.read_parquet(lake / "quarantine") if (lake / "quarantine").exists() else pd.DataFrame()
-    )
-    return windows, quarantine
-
-
-def reconcile(sent: list[dict], windows: pd.DataFrame, quarantine: pd.DataFrame) -> dict:
-    """Where every accepted accelerometer sample went; prints and returns the counts."""
-    spans = defaultdict(list)
-    for frame in (windows, quarantine[quarantine["window_start_ms"].notna()]):
-        for row in frame.itertuples():
-            spans[row.device_id].append(
-                (row.window_start_ms, row.window_end_ms, set(row.batch_seqs))
-            )
-    single = set(
-        zip(quarantine["device_id"], quarantine["batch_seq"], quarantine["t"], strict=True)
-    )
-    counts = {"samples": 0, "in_a_window": 0, "quarantined_alone": 0, "unaccounted": 0}
-    for body in sent:
-        device, seq = body["device_id"], body["batch_seq"]
-        for sample in body["accel"]:
-            counts["samples"] += 1
-            t = sample["t"]
-            if (device, seq, t) in single:
-                counts["quarantined_alone"] += 1
-            elif any(s <= t < e and seq in seqs for s, e, seqs in spans[device]):
-                counts["in_a_window"] += 1
-            else:
-                counts["unaccounted"] += 1
-    print("reconciliation:", json.dumps(counts))  # noqa: T201 - the figure the issue asks for
-    return counts
 
 
 def test_every_sample_reaches_a_window_or_the_quarantine(
