@@ -9,7 +9,7 @@ JARS_STAMP := .cache/jars/.pom-sha256
 POMS := infra/pom.xml infra/broker-jars/pom.xml infra/spark-jars/pom.xml infra/maven-settings.xml
 DATA ?= data
 
-.PHONY: run test lint bench jars tools browser clean stop
+.PHONY: run test lint bench soak jars tools browser clean stop
 
 # Java and Maven come with this kind of machine; install them from Debian if a machine lacks them.
 tools:
@@ -49,13 +49,14 @@ stop: $(INSTALLED)
 	$(BIN)/mbd broker stop --data-dir $(DATA)/kafka
 
 # One at a time, nothing else busy: on two cores benchmarks disturb each other.
+# bench/suite.py runs each in turn (the soak last) and writes bench/results/<name>.json,
+# <name>.log and README.md, a table of every benchmark's figures against its goal.
 bench: $(INSTALLED) $(JARS_STAMP)
-	mkdir -p bench/results
-	$(BIN)/python bench/kafka_producer.py | tee bench/results/kafka_producer.txt
-	$(BIN)/python -m bench.ingest | tee bench/results/ingest.txt
-	$(BIN)/python -m bench.streaming | tee bench/results/streaming.txt
-	$(BIN)/python -m bench.predict | tee bench/results/predict.txt
-	$(BIN)/python -m bench.training | tee bench/results/training.txt
+	$(BIN)/python -m bench.suite
+
+# `mbd up` with 500 simulated phones for 10 minutes: memory per service, restarts, lag.
+soak: $(INSTALLED) $(JARS_STAMP)
+	$(BIN)/python -m bench.suite --only soak
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .ruff_cache .mypy_cache
