@@ -242,6 +242,12 @@ def start(settings: BrokerSettings, jvm: JvmSettings) -> BrokerStatus:
     return status(data_dir)
 
 
+def running(data_dir: Path) -> bool:
+    """Whether the broker's process is alive (no connection to it: cheap enough to poll)."""
+    state = _read_state(data_dir.resolve())
+    return bool(state and state.pid and _process_alive(state.pid, data_dir.resolve()))
+
+
 def status(data_dir: Path) -> BrokerStatus:
     data_dir = data_dir.resolve()
     state = _read_state(data_dir)

@@ -62,7 +62,7 @@ class BrokerProcess:
     returncode: int | None = None
 
     def poll(self) -> int | None:
-        if self.returncode is None and not broker.status(self.data_dir).running:
+        if self.returncode is None and not broker.running(self.data_dir):
             self.returncode = 1
         return self.returncode
 

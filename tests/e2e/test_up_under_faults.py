@@ -146,6 +146,7 @@ def test_mbd_up_under_faults_loses_nothing_and_keeps_serving(tmp_path: Path):
 
         pipeline.kill("api", signal.SIGTERM)
         faults_over_ms = int(time.time() * 1000)
+
         def predicted_after_the_faults() -> list[dict]:
             return [d for d in pipeline.devices() if d["window"]["end_ms"] > faults_over_ms]
 
@@ -211,12 +212,12 @@ def kill_trainer_mid_run(pipeline: Pipeline) -> None:
 def drain_and_reconcile(pipeline: Pipeline, report_file: Path) -> None:
     """Stop the fleet, let the pipeline drain, and account for every acknowledged batch."""
     os.killpg(running_pids(pipeline.state_file)["simulator"], signal.SIGTERM)
-    pipeline.wait_for("the fleet's report", report_file.exists, 200)
+    pipeline.wait_for("the fleet finished, not restarted", lambda: services(
+        pipeline.state_file)["simulator"]["finished"], 200)  # fmt: skip
+    assert services(pipeline.state_file)["simulator"]["restarts"] == 0
     fleet = json.loads(report_file.read_text())
     acknowledged = {(device, seq) for device, seq in fleet["accepted_keys"]}
     assert fleet["given_up"] == 0 and len(acknowledged) > 1000, fleet
-    state = services(pipeline.state_file)["simulator"]
-    assert state["finished"] and state["restarts"] == 0, state
 
     kafka = KafkaSettings(bootstrap_servers=f"127.0.0.1:{pipeline.ports['broker']}")
     bodies = batches_in_kafka(kafka, acknowledged)

@@ -62,12 +62,18 @@ def test_a_dead_service_is_restarted_and_stop_leaves_no_process(tmp_path: Path) 
     victim.process.wait()
     supervisor.check()
     assert victim.restarts == 1 and victim.process.pid != first_pid
-    time.sleep(0.5)
-    group = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()
-             and _pgid(int(p.name)) == spawner.process.pid]  # fmt: skip
-    assert len(group) >= 2  # the spawner and its child
+
+    def group() -> list[int]:
+        return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()
+                and _pgid(int(p.name)) == spawner.process.pid]  # fmt: skip
+
+    deadline = time.monotonic() + 30
+    while len(group()) < 2 and time.monotonic() < deadline:  # the spawner and its child
+        time.sleep(0.1)
+    members = group()
+    assert len(members) >= 2, members
     supervisor.stop_all()
-    assert not any(alive(pid) for pid in [*group, victim.process.pid])
+    assert not any(alive(pid) for pid in [*members, victim.process.pid])
 
 
 def _pgid(pid: int) -> int | None:
