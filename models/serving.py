@@ -149,6 +149,7 @@ class PromotedModel:
         self._failed: tuple[int, int] | None = None  # (version, CURRENT's mtime) that failed
         self._checked_at = float("-inf")
         self._state_lock = threading.Lock()  # guards the bookkeeping, never held while loading
+        self._load_ended = threading.Condition(self._state_lock)
         self._load_lock = threading.Lock()  # one load at a time
         self.last_error: str | None = None
         self.last_error_at: float | None = None
@@ -190,7 +191,11 @@ class PromotedModel:
         with self._state_lock:
             self._promoted = version
             serving = self._model.version if self._model else None
-            if version is None or version == serving or version == self._loading:
+            if version is None or version == serving:
+                return False
+            if version == self._loading:
+                if wait:  # another thread is loading it: the caller asked to see the outcome
+                    self._load_ended.wait_for(lambda: self._loading != version)
                 return False
             if not force and self._failed == (version, stamp):
                 return False  # known bad; retried once CURRENT is rewritten
@@ -226,6 +231,7 @@ class PromotedModel:
                     self._failed = (version, stamp)
                     if self._loading == version:
                         self._loading = None
+                    self._load_ended.notify_all()
                 self._record_error(message)
                 return
             with self._state_lock:
@@ -235,6 +241,7 @@ class PromotedModel:
                 if self._loading == version:
                     self._loading = None
                 self.last_error = self.last_error_at = None
+                self._load_ended.notify_all()
         log.info(
             "serving model v%d (was %s), loaded in %.2f s",
             version,
