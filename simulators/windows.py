@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -78,12 +79,32 @@ def simulate_windows(
     return pd.DataFrame(rows, columns=WINDOW_COLUMNS)
 
 
-def hide_labels(windows: pd.DataFrame, *, keep_fraction: float, seed: int = 0) -> pd.DataFrame:
-    """A copy in which only ``keep_fraction`` of the windows, drawn at random, keep a label."""
+def hide_labels(
+    windows: pd.DataFrame,
+    *,
+    keep_fraction: float,
+    seed: int = 0,
+    by: Literal["window", "device"] = "window",
+) -> pd.DataFrame:
+    """A copy in which only ``keep_fraction`` of the windows keep a label.
+
+    ``by="window"`` draws every window on its own, so every phone keeps about that share of its
+    labels. ``by="device"`` is how labels arrive in the product (only some users annotate):
+    ``round(keep_fraction × phones)`` phones, drawn at random, keep all their labels and the
+    others none, so a model must carry what it learns from a few phones over to the rest.
+    """
     if not 0.0 <= keep_fraction <= 1.0:
         raise ValueError(f"keep_fraction must be within [0, 1], got {keep_fraction}")
     out = windows.copy()
-    hidden = np.random.default_rng(seed).random(len(out)) >= keep_fraction
+    rng = np.random.default_rng(seed)
+    if by == "window":
+        hidden = rng.random(len(out)) >= keep_fraction
+    elif by == "device":
+        phones = np.unique(out["device_id"].to_numpy(str))
+        annotating = rng.choice(phones, size=round(keep_fraction * len(phones)), replace=False)
+        hidden = ~out["device_id"].isin(annotating).to_numpy()
+    else:
+        raise ValueError(f"by must be 'window' or 'device', got {by!r}")
     out.loc[hidden, "label"] = None
     return out
 

@@ -83,3 +83,9 @@ def test_model_settings_name_bad_sizes() -> None:
     assert ModelSettings(encoder_units="64, 32").encoder_units == (64, 32)
     with pytest.raises(ValueError, match=r"encoder_units must be one or more positive sizes"):
         ModelSettings(encoder_units=(64, 0))
+
+
+def test_model_settings_refuse_corruption_that_keras_cannot_build() -> None:
+    assert ModelSettings(noise_stddev=1.0).noise_stddev == 1.0
+    with pytest.raises(ValueError, match=r"noise_stddev[\s\S]*less than or equal to 1"):
+        ModelSettings(noise_stddev=1.5)
