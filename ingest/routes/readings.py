@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from starlette.datastructures import State
 
 from common.schema import BatchRejected, FieldProblem, parse_batch
-from ingest.deps import MetricsDep, PublisherDep, RateLimiterDep, RegistryDep, SettingsDep
+from common.settings import GatewaySettings
+from ingest.devices import DeviceRegistry
 from ingest.metrics import GatewayMetrics
-from ingest.publisher import BrokerUnavailable
+from ingest.publisher import BatchPublisher, BrokerUnavailable
 from ingest.ratelimit import DeviceRateLimiter
 
 router = APIRouter(prefix="/v1", tags=["readings"])
@@ -68,11 +70,20 @@ def _bearer_token(authorization: str | None) -> str | None:
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
-_REQUEST_BODY: dict[str, Any] = {
+_OPENAPI_EXTRA: dict[str, Any] = {
+    "parameters": [
+        {
+            "name": "authorization",
+            "in": "header",
+            "required": False,
+            "description": "Bearer <device token>",
+            "schema": {"type": "string"},
+        }
+    ],
     "requestBody": {
         "required": True,
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ReadingBatch"}}},
-    }
+    },
 }
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody, "description": text}
@@ -92,42 +103,32 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     status_code=202,
     response_model=BatchAccepted,
     responses=_ERRORS,
-    openapi_extra=_REQUEST_BODY,
+    openapi_extra=_OPENAPI_EXTRA,
     summary="Send one batch of readings from one phone",
 )
-async def post_readings(
-    request: Request,
-    settings: SettingsDep,
-    publisher: PublisherDep,
-    registry: RegistryDep,
-    metrics: MetricsDep,
-    limiter: RateLimiterDep,
-    authorization: Annotated[str | None, Header(description="Bearer <device token>")] = None,
-) -> Any:
+async def post_readings(request: Request) -> Any:
+    # The request is the only parameter on purpose: FastAPI solves each declared dependency
+    # or header per request, and on this path that cost more than validating the batch
+    # (about 90 µs a dependency against 60-100 µs for a 42-reading batch, measured with
+    # the handler called in-process). The parts are looked up on the app's state instead.
+    state = request.app.state
     started = time.perf_counter()
     try:
-        return await _accept(
-            request, settings, publisher, registry, metrics, limiter, authorization
-        )
+        return await _accept(request, state, request.headers.get("authorization"))
     finally:
-        metrics.latency.observe(time.perf_counter() - started)
+        state.metrics.latency.observe(time.perf_counter() - started)
 
 
-async def _accept(
-    request: Request,
-    settings: SettingsDep,
-    publisher: PublisherDep,
-    registry: RegistryDep,
-    metrics: MetricsDep,
-    limiter: DeviceRateLimiter,
-    authorization: str | None,
-) -> Any:
+async def _accept(request: Request, state: State, authorization: str | None) -> Any:
+    settings: GatewaySettings = state.settings
+    metrics: GatewayMetrics = state.metrics
     limit = settings.wire.max_body_bytes
     body = await _read_body(request, limit)
     if body is None:
         return _refuse(metrics, 413, "too_large", f"body is over the limit of {limit} bytes")
 
     token = _bearer_token(authorization)
+    registry: DeviceRegistry = state.registry
     registry.refresh(max_age_s=1.0)
     token_device = registry.device_for(token) if token else None
     if token_device is None:
@@ -146,6 +147,7 @@ async def _accept(
             metrics, 403, "forbidden", f"this token is not for device {batch.device_id!r}"
         )
 
+    limiter: DeviceRateLimiter = state.rate_limiter
     wait_s = limiter.acquire(batch.device_id)
     if wait_s > 0:
         retry = limiter.retry_after_header(wait_s)
@@ -157,6 +159,7 @@ async def _accept(
             headers={"Retry-After": retry},
         )
 
+    publisher: BatchPublisher = state.publisher
     try:
         acked = await publisher.publish(batch, raw=body)
     except BrokerUnavailable as error:
