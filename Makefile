@@ -9,7 +9,7 @@ JARS_STAMP := .cache/jars/.pom-sha256
 POMS := infra/pom.xml infra/broker-jars/pom.xml infra/spark-jars/pom.xml infra/maven-settings.xml
 DATA ?= data
 
-.PHONY: run test lint bench soak jars tools browser clean stop
+.PHONY: run test lint bench soak jars tools browser loadgen clean stop
 
 # Java and Maven come with this kind of machine; install them from Debian if a machine lacks them.
 tools:
@@ -23,6 +23,13 @@ browser:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
 	  echo "installing chromium and chromium-driver from Debian"; \
 	  apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null; }
+
+# bench/ingest.py loads the gateway with wrk, a C load generator that leaves the two cores to
+# the gateway and the broker: install it from Debian if this machine lacks it.
+loadgen:
+	@command -v wrk >/dev/null || { \
+	  echo "installing wrk from Debian"; \
+	  apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -51,7 +58,7 @@ stop: $(INSTALLED)
 # One at a time, nothing else busy: on two cores benchmarks disturb each other.
 # bench/suite.py runs each in turn (the soak last) and writes bench/results/<name>.json,
 # <name>.log and README.md, a table of every benchmark's figures against its goal.
-bench: $(INSTALLED) $(JARS_STAMP)
+bench: $(INSTALLED) $(JARS_STAMP) | loadgen
 	$(BIN)/python -m bench.suite
 
 # `mbd up` with 500 simulated phones for 10 minutes: memory per service, restarts, lag.
