@@ -225,12 +225,6 @@ class StreamSettings(BaseSettings):
     spike_m_s2: float = Field(default=30.0, gt=0, description="jump from the batch median")
     max_batch_skew_s: float = Field(default=300.0, gt=0)
     max_offsets_per_trigger: int | None = Field(default=None, ge=1)
-    state_partitions: int | None = Field(
-        default=None,
-        ge=1,
-        description="partitions of the per-device state, fixed when a checkpoint is created "
-        "(default: the session's spark.sql.shuffle.partitions); each is a task every micro-batch",
-    )
     starting_offsets: str = "earliest"
     live_scoring: bool = Field(default=True, description="score windows with the promoted model")
     registry: RegistrySettings = Field(default_factory=RegistrySettings)

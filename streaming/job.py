@@ -116,15 +116,7 @@ def start(
     # running batches for them), so draining runs the normal trigger and stops the query once
     # it is drained: see `wait_until_drained`.
     interval = 0.5 if available_now else settings.trigger_s
-    # The query copies the session's configuration when it starts, and a new checkpoint records
-    # its state partitions from it: set them for this start only, leaving the session as it was.
-    shuffle_partitions = spark.conf.get("spark.sql.shuffle.partitions")
-    if settings.state_partitions is not None:
-        spark.conf.set("spark.sql.shuffle.partitions", str(settings.state_partitions))
-    try:
-        return builder.trigger(processingTime=f"{interval} seconds").start()
-    finally:
-        spark.conf.set("spark.sql.shuffle.partitions", shuffle_partitions)
+    return builder.trigger(processingTime=f"{interval} seconds").start()
 
 
 def drained(progress: dict[str, Any] | None) -> bool:
