@@ -9,15 +9,23 @@ Resent batches (same ``batch_seq``) are dropped and reported as ``duplicate`` ro
 falls silent is flushed after ``idle_flush_s`` (its remaining windows emitted), keeping a small
 tombstone so late arrivals cannot produce a window twice.
 
+The buffer is kept as numpy arrays sorted by time (ties in arrival order, so a window sees its
+samples exactly as an arrival-ordered buffer would), which makes a window one slice found by
+binary search. Between micro-batches it is stored as one compact binary document
+(:meth:`DeviceState.to_text`): decoding it is a handful of ``frombuffer`` calls, not a parse of
+every sample, which is what keeps a micro-batch of many phones cheap.
+
 :func:`advance` is plain numpy/pandas over a :class:`DeviceState`; :func:`spark_step` adapts it
 to ``applyInPandasWithState``.
 """
 
 from __future__ import annotations
 
+import base64
 import json
+import struct
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -29,41 +37,122 @@ from streaming.schema import OUTPUT
 from streaming.steps import UNPARSEABLE_KEY
 
 OUTPUT_COLUMNS = [f.name for f in OUTPUT.fields]
+NO_LABEL = -1
+_FORMAT = 2  # version of the binary state document (1 was a JSON document of lists)
+_HEADER = struct.Struct("<BI")  # format, length of the JSON header
 
 
-@dataclass
+def _empty(dtype: Any, *shape: int) -> np.ndarray:
+    return np.empty((0, *shape), dtype=dtype)
+
+
+@dataclass(eq=False)
 class DeviceState:
+    """One phone's buffer: accelerometer samples and GPS fixes sorted by time, seen batches."""
+
     next_start: int | None = None  # earliest window not yet emitted
     max_t: int | None = None
-    t: list[int] = field(default_factory=list)
-    x: list[float] = field(default_factory=list)
-    y: list[float] = field(default_factory=list)
-    z: list[float] = field(default_factory=list)
-    label: list[str | None] = field(default_factory=list)
-    seq: list[int] = field(default_factory=list)
-    ingest: list[int] = field(default_factory=list)
-    gps_t: list[int] = field(default_factory=list)
-    gps_lat: list[float] = field(default_factory=list)
-    gps_lon: list[float] = field(default_factory=list)
-    seen_seq: list[int] = field(default_factory=list)
-    seen_at: list[int] = field(default_factory=list)
+    t: np.ndarray = field(default_factory=lambda: _empty(np.int64))
+    xyz: np.ndarray = field(default_factory=lambda: _empty(np.float64, 3))
+    label: np.ndarray = field(default_factory=lambda: _empty(np.int16))  # codes into `labels`
+    seq: np.ndarray = field(default_factory=lambda: _empty(np.int64))
+    ingest: np.ndarray = field(default_factory=lambda: _empty(np.int64))
+    gps_t: np.ndarray = field(default_factory=lambda: _empty(np.int64))
+    gps_latlon: np.ndarray = field(default_factory=lambda: _empty(np.float64, 2))
+    seen_seq: np.ndarray = field(default_factory=lambda: _empty(np.int64))
+    seen_at: np.ndarray = field(default_factory=lambda: _empty(np.int64))
+    labels: list[str] = field(default_factory=list)
 
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"))
+    ARRAY_FIELDS = (
+        "t", "xyz", "label", "seq", "ingest", "gps_t", "gps_latlon", "seen_seq", "seen_at"
+    )  # fmt: skip
+
+    def to_bytes(self) -> bytes:
+        header = json.dumps({
+            "next_start": self.next_start, "max_t": self.max_t, "labels": self.labels,
+            "sizes": [len(self.t), len(self.gps_t), len(self.seen_seq)],
+        }, separators=(",", ":")).encode()  # fmt: skip
+        parts = [np.ascontiguousarray(getattr(self, name)).tobytes() for name in self.ARRAY_FIELDS]
+        return b"".join([_HEADER.pack(_FORMAT, len(header)), header, *parts])
 
     @classmethod
-    def from_json(cls, text: str) -> DeviceState:
-        return cls(**json.loads(text))
+    def from_bytes(cls, blob: bytes) -> DeviceState:
+        version, length = _HEADER.unpack_from(blob)
+        if version != _FORMAT:
+            raise ValueError(f"device state format {version}, expected {_FORMAT}")
+        header = json.loads(blob[_HEADER.size : _HEADER.size + length])
+        n, g, s = header["sizes"]
+        offset = _HEADER.size + length
+        shapes = {"t": (np.int64, n), "xyz": (np.float64, n, 3), "label": (np.int16, n),
+                  "seq": (np.int64, n), "ingest": (np.int64, n), "gps_t": (np.int64, g),
+                  "gps_latlon": (np.float64, g, 2), "seen_seq": (np.int64, s),
+                  "seen_at": (np.int64, s)}  # fmt: skip
+        arrays = {}
+        for name in cls.ARRAY_FIELDS:
+            dtype, *shape = shapes[name]
+            count = int(np.prod(shape))
+            arrays[name] = np.frombuffer(blob, dtype, count, offset).reshape(shape)
+            offset += count * np.dtype(dtype).itemsize
+        return cls(next_start=header["next_start"], max_t=header["max_t"],
+                   labels=header["labels"], **arrays)  # fmt: skip
+
+    def to_text(self) -> str:
+        """The state column's value (a string column: see ``streaming.schema.STATE``)."""
+        return base64.b64encode(self.to_bytes()).decode("ascii")
+
+    @classmethod
+    def from_text(cls, text: str) -> DeviceState:
+        if text.startswith("{"):  # written by a version that kept the state as JSON lists
+            return cls.from_json_lists(json.loads(text))
+        return cls.from_bytes(base64.b64decode(text))
+
+    @classmethod
+    def from_json_lists(cls, old: dict[str, Any]) -> DeviceState:
+        """The state of a checkpoint written before the binary document (lists in arrival order)."""
+        state = cls(next_start=old["next_start"], max_t=old["max_t"])
+        state.seen_seq = np.asarray(old["seen_seq"], dtype=np.int64)
+        state.seen_at = np.asarray(old["seen_at"], dtype=np.int64)
+        accel = pd.DataFrame({name: old[name] for name in ("t", "x", "y", "z", "label", "seq")})
+        gps = pd.DataFrame({"t": old["gps_t"], "lat": old["gps_lat"], "lon": old["gps_lon"]})
+        max_t = state.max_t
+        _buffer(state, accel.assign(batch_seq=accel["seq"], ingest_ms=old["ingest"]), gps)
+        state.max_t = max_t
+        return state
+
+    def label_codes(self, values: pd.Series) -> np.ndarray:
+        codes = np.full(len(values), NO_LABEL, dtype=np.int16)
+        present = values.notna().to_numpy()
+        for name in pd.unique(values[present]):
+            if name not in self.labels:
+                self.labels.append(name)
+            codes[(values == name).to_numpy()] = self.labels.index(name)
+        return codes
 
 
-def _row(kind: str, device_id: str | None, **values: Any) -> dict[str, Any]:
-    row = dict.fromkeys(OUTPUT_COLUMNS)
-    row.update(kind=kind, device_id=device_id, **values)
-    return row
+class Emitted:
+    """The rows one call emits, gathered column by column (``streaming.schema.OUTPUT``)."""
 
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
 
-def _quarantine(device_id: str | None, reason: str, **values: Any) -> dict[str, Any]:
-    return _row("quarantine", device_id, reason=reason, **values)
+    def add(self, kind: str, device_id: str | None, **values: Any) -> None:
+        row = dict.fromkeys(OUTPUT_COLUMNS)
+        row.update(kind=kind, device_id=device_id, **values)
+        self.rows.append(row)
+
+    def quarantine_each(self, device_id: str | None, reasons: np.ndarray, **columns: Any) -> None:
+        """One quarantine row per reason; array columns run alongside, scalars are repeated."""
+        n = len(reasons)
+        if n:
+            block = {"kind": "quarantine", "device_id": device_id, "reason": reasons, **columns}
+            block = {name: block.get(name) for name in OUTPUT_COLUMNS}
+            self.rows.extend(pd.DataFrame(block, index=range(n)).to_dict("records"))
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.rows, columns=OUTPUT_COLUMNS)
+
+    def __len__(self) -> int:
+        return len(self.rows)
 
 
 def advance(
@@ -74,149 +163,151 @@ def advance(
     *,
     now_ms: int,
     flush: bool = False,
-) -> list[dict[str, Any]]:
+) -> pd.DataFrame:
     """Take one micro-batch of this device's rows; returns the rows to emit (state is updated)."""
-    out: list[dict[str, Any]] = []
+    out = Emitted()
     window = settings.window
     if len(rows):
         rows = _drop_seen_batches(state, device_id, rows, now_ms, settings, out)
-        rejected = rows[rows["reject_reason"].notna()]
-        out += [
-            _quarantine(device_id, r.reject_reason, batch_seq=r.batch_seq, t=r.t)
-            for r in rejected.itertuples()
-        ]
-        clean = rows[rows["reject_reason"].isna()]
-        accel = clean[clean["sensor"] == "accel"]
+        rejected = rows["reject_reason"].notna().to_numpy()
+        out.quarantine_each(
+            device_id, rows["reject_reason"].to_numpy()[rejected],
+            batch_seq=rows["batch_seq"].to_numpy()[rejected], t=rows["t"].to_numpy()[rejected],
+        )  # fmt: skip
+        clean = rows[~rejected]
+        sensor = clean["sensor"].to_numpy()
+        accel, gps = clean[sensor == "accel"], clean[sensor == "gps"]
         if state.next_start is not None and len(accel):
             late = accel["t"].to_numpy() < state.next_start
-            out += [
-                _quarantine(device_id, "late", detail=f"windows before {state.next_start} emitted",
-                            batch_seq=r.batch_seq, t=r.t)
-                for r in accel[late].itertuples()
-            ]  # fmt: skip
+            out.quarantine_each(
+                device_id, np.full(int(late.sum()), "late", dtype=object),
+                detail=f"windows before {state.next_start} emitted",
+                batch_seq=accel["batch_seq"].to_numpy()[late], t=accel["t"].to_numpy()[late],
+            )  # fmt: skip
             accel = accel[~late]
-        _buffer(state, accel, clean[clean["sensor"] == "gps"])
-    if not state.t:
-        return out
+        _buffer(state, accel, gps)
+    if not len(state.t):
+        return out.frame()
     if state.next_start is None:
-        state.next_start = window_starts_containing(min(state.t), window)[0]
+        state.next_start = window_starts_containing(int(state.t[0]), window)[0]
     watermark = None if flush else (state.max_t or 0) - int(settings.lateness_s * 1000)
-    out += _emit(state, device_id, window_end_limit=watermark, settings=settings, now_ms=now_ms)
-    return out
+    _emit(state, device_id, window_end_limit=watermark, settings=settings, out=out)
+    return out.frame()
 
 
 def _drop_seen_batches(
     state: DeviceState, device_id: str, rows: pd.DataFrame, now_ms: int,
-    settings: StreamSettings, out: list[dict[str, Any]],
+    settings: StreamSettings, out: Emitted,
 ) -> pd.DataFrame:  # fmt: skip
     horizon = now_ms - int(settings.dedupe_horizon_s * 1000)
-    kept = [(s, at) for s, at in zip(state.seen_seq, state.seen_at, strict=True) if at >= horizon]
-    seen = {s for s, _ in kept}
+    recent = state.seen_at >= horizon
+    seen_seq, seen_at = state.seen_seq[recent], state.seen_at[recent]
+    seq = rows["batch_seq"].to_numpy(dtype=np.int64)
+    offset = rows["record_offset"].to_numpy(dtype=np.int64)
     # A batch resent soon after may arrive in the same micro-batch: keep its first record only.
-    first = rows.groupby("batch_seq")["record_offset"].transform("min")
-    repeated = rows["record_offset"] != first
-    duplicates = [
-        int(seq) for seq, offsets in rows[repeated].groupby("batch_seq")["record_offset"]
-        for _ in range(offsets.nunique())
-    ]  # fmt: skip
-    rows = rows[~repeated]
-    incoming = pd.unique(rows["batch_seq"].astype("int64"))
-    duplicates += [int(s) for s in incoming if s in seen]
-    kept += [(int(s), now_ms) for s in incoming if s not in seen]
-    state.seen_seq, state.seen_at = [s for s, _ in kept], [at for _, at in kept]
-    out += [_row("duplicate", device_id, batch_seq=s) for s in duplicates]
-    return rows[~rows["batch_seq"].isin(seen)]
+    records = pd.DataFrame({"seq": seq, "offset": offset}).drop_duplicates()
+    first = records.groupby("seq")["offset"].transform("min").to_numpy()
+    duplicates = np.sort(records["seq"].to_numpy()[records["offset"].to_numpy() != first]).tolist()
+    keep = offset == pd.Series(offset).groupby(seq).transform("min").to_numpy()
+    incoming = pd.unique(seq[keep])
+    already = np.isin(incoming, seen_seq)
+    duplicates += incoming[already].tolist()
+    fresh = incoming[~already]
+    state.seen_seq = np.concatenate([seen_seq, fresh])
+    state.seen_at = np.concatenate([seen_at, np.full(len(fresh), now_ms, dtype=np.int64)])
+    for s in duplicates:
+        out.add("duplicate", device_id, batch_seq=int(s))
+    return rows[keep & ~np.isin(seq, seen_seq)]
+
+
+def _merge(old: np.ndarray, new: np.ndarray, *columns: tuple[np.ndarray, np.ndarray]):
+    """Old (sorted) and new times merged in time order, ties in arrival order; columns follow."""
+    order = np.argsort(np.concatenate([old, new]), kind="stable")
+    merged = [np.concatenate([old, new])[order]]
+    return merged + [np.concatenate([a, b])[order] for a, b in columns]
 
 
 def _buffer(state: DeviceState, accel: pd.DataFrame, gps: pd.DataFrame) -> None:
     if len(accel):
-        state.t += accel["t"].astype("int64").tolist()
-        for axis in "xyz":
-            getattr(state, axis).extend(accel[axis].astype("float64").tolist())
-        state.label += [None if pd.isna(v) else v for v in accel["label"]]
-        state.seq += accel["batch_seq"].astype("int64").tolist()
-        state.ingest += accel["ingest_ms"].astype("int64").tolist()
-        top = int(accel["t"].max())
+        t = accel["t"].to_numpy(dtype=np.int64)
+        xyz = accel[["x", "y", "z"]].to_numpy(dtype=np.float64)
+        label = state.label_codes(accel["label"])
+        seq = accel["batch_seq"].to_numpy(dtype=np.int64)
+        ingest = accel["ingest_ms"].to_numpy(dtype=np.int64)
+        state.t, state.xyz, state.label, state.seq, state.ingest = _merge(
+            state.t, t, (state.xyz, xyz), (state.label, label), (state.seq, seq),
+            (state.ingest, ingest),
+        )  # fmt: skip
+        top = int(t.max())
         state.max_t = top if state.max_t is None else max(state.max_t, top)
     if len(gps):
-        state.gps_t += gps["t"].astype("int64").tolist()
-        state.gps_lat += gps["lat"].astype("float64").tolist()
-        state.gps_lon += gps["lon"].astype("float64").tolist()
+        latlon = gps[["lat", "lon"]].to_numpy(dtype=np.float64)
+        state.gps_t, state.gps_latlon = _merge(
+            state.gps_t, gps["t"].to_numpy(dtype=np.int64), (state.gps_latlon, latlon)
+        )
 
 
 def _emit(
     state: DeviceState, device_id: str, *, window_end_limit: int | None,
-    settings: StreamSettings, now_ms: int,
-) -> list[dict[str, Any]]:  # fmt: skip
+    settings: StreamSettings, out: Emitted,
+) -> None:  # fmt: skip
     window = settings.window
-    out: list[dict[str, Any]] = []
-    t = np.asarray(state.t, dtype=np.int64)
-    xyz = np.column_stack([state.x, state.y, state.z])
-    gps_t = np.asarray(state.gps_t, dtype=np.int64)
+    t = state.t
     start = state.next_start
     assert start is not None
-    last_t = int(t.max())
+    last_t = int(t[-1])
     while (window_end_limit is None and start <= last_t) or (
         window_end_limit is not None and start + window.length_ms <= window_end_limit
     ):
-        inside = (t >= start) & (t < start + window.length_ms)
-        if not inside.any():
-            later = t[t >= start]
-            if len(later) == 0:
+        lo, hi = np.searchsorted(t, [start, start + window.length_ms])
+        if lo == hi:
+            if lo == len(t):
                 start = last_t + 1  # nothing more to emit
                 break
             # Skip a silent stretch in one step rather than window by window.
-            start = max(
-                start + window.slide_ms, window_starts_containing(int(later.min()), window)[0]
-            )
+            start = max(start + window.slide_ms, window_starts_containing(int(t[lo]), window)[0])
             continue
-        out.append(_window_row(state, device_id, start, t, xyz, inside, gps_t, settings, now_ms))
+        _window_row(state, device_id, start, slice(int(lo), int(hi)), settings, out)
         start += window.slide_ms
     state.next_start = (
         (start // window.slide_ms) * window.slide_ms if start % window.slide_ms else start
     )
     _prune(state)
-    return out
 
 
 def _window_row(
-    state: DeviceState, device_id: str, start: int, t: np.ndarray, xyz: np.ndarray,
-    inside: np.ndarray, gps_t: np.ndarray, settings: StreamSettings, now_ms: int,
-) -> dict[str, Any]:  # fmt: skip
+    state: DeviceState, device_id: str, start: int, inside: slice, settings: StreamSettings,
+    out: Emitted,
+) -> None:  # fmt: skip
     window = settings.window
     end = start + window.length_ms
-    result = resample(t[inside], xyz[inside], start, window)
-    seqs = sorted({state.seq[i] for i in np.flatnonzero(inside)})
+    result = resample(state.t[inside], state.xyz[inside], start, window)
+    seqs = np.unique(state.seq[inside]).tolist()
     common_values = {"window_start_ms": start, "window_end_ms": end, "batch_seqs": seqs,
                      "samples": result.samples_used, "coverage": result.coverage}  # fmt: skip
     if result.coverage < window.min_coverage:
         detail = f"coverage {result.coverage:.2f} below {window.min_coverage:.2f}"
-        return _quarantine(device_id, "low coverage", detail=detail, **common_values)
-    in_gps = (gps_t >= start) & (gps_t < end)
-    speed, distance = gps_summary(
-        gps_t[in_gps],
-        np.asarray(state.gps_lat)[in_gps],
-        np.asarray(state.gps_lon)[in_gps],
-    )
-    labels = [state.label[i] for i in np.flatnonzero(inside)]
-    ingest = max(state.ingest[i] for i in np.flatnonzero(inside))
-    return _row(
-        "window", device_id, tensor=result.tensor.reshape(-1).tolist(), label=window_label(labels),
-        mean_speed_m_s=speed, distance_m=distance, ingest_lag_ms=int(ingest - end),
-        **common_values,
+        out.add("quarantine", device_id, reason="low coverage", detail=detail, **common_values)
+        return
+    g_lo, g_hi = np.searchsorted(state.gps_t, [start, end])
+    latlon = state.gps_latlon[g_lo:g_hi]
+    speed, distance = gps_summary(state.gps_t[g_lo:g_hi], latlon[:, 0], latlon[:, 1])
+    labels = [None if c == NO_LABEL else state.labels[c] for c in np.unique(state.label[inside])]
+    ingest = int(state.ingest[inside].max())
+    out.add(
+        "window", device_id, tensor=result.tensor.reshape(-1), label=window_label(labels),
+        mean_speed_m_s=speed, distance_m=distance, ingest_lag_ms=ingest - end, **common_values,
     )  # fmt: skip
 
 
 def _prune(state: DeviceState) -> None:
-    """Forget samples no unemitted window can contain."""
-    keep = [i for i, t in enumerate(state.t) if t >= (state.next_start or 0)]
-    for name in ("t", "x", "y", "z", "label", "seq", "ingest"):
-        values = getattr(state, name)
-        setattr(state, name, [values[i] for i in keep])
-    keep_gps = [i for i, t in enumerate(state.gps_t) if t >= (state.next_start or 0)]
-    for name in ("gps_t", "gps_lat", "gps_lon"):
-        values = getattr(state, name)
-        setattr(state, name, [values[i] for i in keep_gps])
+    """Forget samples no unemitted window can contain (the buffers are sorted by time)."""
+    keep_from = state.next_start or 0
+    first = int(np.searchsorted(state.t, keep_from))
+    for name in ("t", "xyz", "label", "seq", "ingest"):
+        setattr(state, name, getattr(state, name)[first:])
+    first_gps = int(np.searchsorted(state.gps_t, keep_from))
+    state.gps_t, state.gps_latlon = state.gps_t[first_gps:], state.gps_latlon[first_gps:]
 
 
 DRAIN_IDLE_MS = 1000
@@ -239,27 +330,26 @@ def spark_step(settings: StreamSettings, *, drain: bool = False):
         rows = pd.concat(list(batches), ignore_index=True) if not state.hasTimedOut else None
         if device_key == UNPARSEABLE_KEY:
             assert rows is not None
-            yield pd.DataFrame(
-                [_quarantine(None, r.reject_reason, raw=r.raw) for r in rows.itertuples()],
-                columns=OUTPUT_COLUMNS,
-            )
+            out = Emitted()
+            out.quarantine_each(None, rows["reject_reason"].to_numpy(), raw=rows["raw"].to_numpy())
+            yield out.frame()
             return
-        current = DeviceState.from_json(state.get[0]) if state.exists else DeviceState()
+        current = DeviceState.from_text(state.get[0]) if state.exists else DeviceState()
         if state.hasTimedOut:
-            if not current.t:  # a tombstone that has outlived the dedupe horizon
+            if not len(current.t):  # a tombstone that has outlived the dedupe horizon
                 state.remove()
                 return
             out = advance(current, device_key, pd.DataFrame(), settings, now_ms=now_ms, flush=True)
             if drain:
                 state.remove()
             else:
-                state.update((current.to_json(),))
+                state.update((current.to_text(),))
                 state.setTimeoutDuration(tombstone_ms)
         else:
             out = advance(current, device_key, rows, settings, now_ms=now_ms)
-            state.update((current.to_json(),))
+            state.update((current.to_text(),))
             state.setTimeoutDuration(idle_ms)
-        if out:
-            yield pd.DataFrame(out, columns=OUTPUT_COLUMNS)
+        if len(out):
+            yield out
 
     return step

@@ -75,7 +75,8 @@ OUTPUT = StructType(
     ]
 )
 
-# Per-device state kept by Spark between micro-batches: one JSON document (see DeviceState).
-# A single string column, because PySpark 4.0 cannot hand array columns of an existing state
-# back to Python (its pickler fails on them).
+# Per-device state kept by Spark between micro-batches: one compact binary document, base64 text
+# (see DeviceState.to_text). A single string column, because PySpark 4.0 cannot hand array columns
+# of an existing state back to Python (its pickler fails on them), and a string keeps the state
+# schema of checkpoints written before the binary document.
 STATE = StructType([StructField("json", StringType())])

@@ -1,19 +1,24 @@
 """The stateless steps of the streaming job, each a pure ``DataFrame -> DataFrame`` function.
 
-``parse`` reads Kafka records against the wire schema (failures keep their raw value and a
-reason); ``explode_samples`` turns each batch into one row per accelerometer sample or GPS fix
-(and one row per unparseable record); ``mark_rejects`` names what cleaning must drop: null
-axes, saturation, spikes against the batch's median, samples far from the batch's time.
+``parse`` reads Kafka records against the wire schema, parsing each once (failures keep their
+raw value and a reason); ``explode_samples`` turns each batch into one row per accelerometer
+sample or GPS fix (and one row per unparseable record); ``mark_rejects`` names what cleaning
+must drop: null axes, saturation, spikes against the batch's median, samples far from the
+batch's time.
 Nothing is filtered here: rejected rows carry ``reject_reason`` to the quarantine.
 """
 
 from __future__ import annotations
 
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
+from pyspark.sql.types import StringType, StructField, StructType
 
 from common.settings import StreamSettings
 from streaming.schema import BATCH
+
+CORRUPT = "_corrupt_record"
+BATCH_OR_CORRUPT = StructType([*BATCH.fields, StructField(CORRUPT, StringType())])
 
 UNPARSEABLE_KEY = "__unparseable__"
 
@@ -26,69 +31,69 @@ def parse(records: DataFrame) -> DataFrame:
         F.try_element_at(ingest_header, F.lit(1))["value"].cast("string").cast("long"),
         (F.col("timestamp").cast("double") * 1000).cast("long"),
     )
-    parsed = F.from_json(raw, BATCH, {"mode": "PERMISSIVE"})
+    # Malformed JSON leaves its text in the corrupt-record field: one parse tells both apart.
+    parsed = F.from_json(raw, BATCH_OR_CORRUPT, {"mode": "PERMISSIVE",
+                                                 "columnNameOfCorruptRecord": CORRUPT})  # fmt: skip
+    batch = F.col("batch")
     error = (
-        F.when(parsed.isNull() | F.get_json_object(raw, "$").isNull(), F.lit("unparseable JSON"))
-        .when(parsed["device_id"].isNull(), F.lit("missing device_id"))
-        .when(parsed["batch_seq"].isNull(), F.lit("missing batch_seq"))
+        F.when(batch.isNull() | batch[CORRUPT].isNotNull(), F.lit("unparseable JSON"))
+        .when(batch["device_id"].isNull(), F.lit("missing device_id"))
+        .when(batch["batch_seq"].isNull(), F.lit("missing batch_seq"))
     )
-    return records.select(
-        parsed.alias("batch"), raw.alias("raw"), ingest_ms.alias("ingest_ms"),
-        error.alias("parse_error"), F.col("offset").alias("record_offset"),
-    ).select("batch.*", "raw", "ingest_ms", "parse_error", "record_offset")  # fmt: skip
+    fields = [f"batch.{name}" for name in BATCH.fieldNames()]
+    columns = [parsed.alias("batch"), raw.alias("raw"), ingest_ms.alias("ingest_ms"),
+               F.col("offset").alias("record_offset")]  # fmt: skip
+    return records.select(*columns).select(
+        *fields, "raw", "ingest_ms", error.alias("parse_error"), "record_offset"
+    )
 
 
-def _median(values: Column) -> Column:
-    """Median of a numeric array, ignoring nulls (null for an empty array)."""
-    present = F.sort_array(F.array_compact(values))  # no lambdas: compiled, not interpreted
-    n = F.size(present)
-    return F.when(n > 0, F.try_element_at(present, ((n + 1) / 2).cast("int")))
+def _with_medians(batches: DataFrame) -> DataFrame:
+    """Each batch's median of x, y and z (nulls ignored; null for no values), once per batch.
+
+    A separate projection before the explode: inside the exploding one, Spark would sort each
+    batch's axes again for every sample of the batch.
+    """
+    sort = {axis: F.sort_array(F.array_compact(F.col("accel")[axis])) for axis in "xyz"}
+    sorted_axes = batches.select("*", *(sort[a].alias(f"_sorted_{a}") for a in "xyz"))
+    medians = []
+    for axis in "xyz":
+        present = F.col(f"_sorted_{axis}")
+        n = F.size(present)
+        median = F.when(n > 0, F.try_element_at(present, ((n + 1) / 2).cast("int")))
+        medians.append(median.alias(f"median_{axis}"))
+    return sorted_axes.select(*batches.columns, *medians)
 
 
 def explode_samples(batches: DataFrame) -> DataFrame:
-    """One row per sample: ``sensor`` is accel or gps; unparseable records stay one row each."""
-    accel = F.transform(
-        F.coalesce(F.col("accel"), F.array()),
-        lambda a: F.struct(
-            F.lit("accel").alias("sensor"), a["t"].alias("t"), a["x"].alias("x"),
-            a["y"].alias("y"), a["z"].alias("z"),
-            F.lit(None).cast("double").alias("lat"), F.lit(None).cast("double").alias("lon"),
-        ),
-    )  # fmt: skip
-    gps = F.transform(
-        F.coalesce(F.col("gps"), F.array()),
-        lambda g: F.struct(
-            F.lit("gps").alias("sensor"), g["t"].alias("t"),
-            F.lit(None).cast("double").alias("x"), F.lit(None).cast("double").alias("y"),
-            F.lit(None).cast("double").alias("z"), g["lat"].alias("lat"), g["lon"].alias("lon"),
-        ),
-    )  # fmt: skip
-    medians = {axis: _median(F.col("accel")[axis]) for axis in "xyz"}
+    """One row per sample: ``sensor`` is accel or gps; unparseable records stay one row each.
+
+    One generator over sample positions (accelerometer first, then GPS) rather than a union of
+    good and bad records: a union would read and parse every Kafka record twice.
+    """
+    accel, gps = F.coalesce(F.col("accel"), F.array()), F.coalesce(F.col("gps"), F.array())
+    good = F.col("parse_error").isNull()
+    n_accel = F.size(accel)
+    count = F.when(good, n_accel + F.size(gps)).otherwise(F.lit(1))
+    i = F.col("_i")
+    is_accel, is_gps = good & (i < n_accel), good & (i >= n_accel)
+    a, g = F.try_element_at(accel, i + 1), F.try_element_at(gps, i - n_accel + 1)
     sent_at_ms = (F.to_timestamp("sent_at").cast("double") * 1000).cast("long")
-    good = (
-        batches.where(F.col("parse_error").isNull())
+    return (
+        _with_medians(batches)
+        .select("*", F.explode(F.sequence(F.lit(0), count - 1)).alias("_i"))
         .select(
-            "device_id", "batch_seq", "label", "ingest_ms", "record_offset",
-            sent_at_ms.alias("sent_at_ms"),
-            *(medians[axis].alias(f"median_{axis}") for axis in "xyz"),
-            F.explode(F.concat(accel, gps)).alias("sample"),
+            *(F.when(good, F.col(c)).alias(c) for c in ("device_id", "batch_seq", "label")),
+            "ingest_ms", "record_offset", F.when(good, sent_at_ms).alias("sent_at_ms"),
+            *(F.when(good, F.col(f"median_{axis}")).alias(f"median_{axis}") for axis in "xyz"),
+            F.when(is_accel, F.lit("accel")).when(is_gps, F.lit("gps"))
+            .otherwise(F.lit("record")).alias("sensor"),
+            F.when(is_accel, a["t"]).when(is_gps, g["t"]).alias("t"),
+            *(F.when(is_accel, a[axis]).alias(axis) for axis in "xyz"),
+            F.when(is_gps, g["lat"]).alias("lat"), F.when(is_gps, g["lon"]).alias("lon"),
+            F.when(~good, F.col("raw")).alias("raw"), "parse_error",
         )
-        .select("*", "sample.*")
-        .drop("sample")
     )  # fmt: skip
-    bad = batches.where(F.col("parse_error").isNotNull()).select(
-        F.lit(None).cast("string").alias("device_id"), F.lit(None).cast("long").alias("batch_seq"),
-        F.lit(None).cast("string").alias("label"), "ingest_ms", "record_offset",
-        F.lit(None).cast("long").alias("sent_at_ms"),
-        *(F.lit(None).cast("double").alias(f"median_{axis}") for axis in "xyz"),
-        F.lit("record").alias("sensor"), F.lit(None).cast("long").alias("t"),
-        *(F.lit(None).cast("double").alias(axis) for axis in ("x", "y", "z", "lat", "lon")),
-        "raw", "parse_error",
-    )  # fmt: skip
-    good = good.withColumn("raw", F.lit(None).cast("string")).withColumn(
-        "parse_error", F.lit(None).cast("string")
-    )
-    return good.unionByName(bad)
 
 
 def mark_rejects(samples: DataFrame, settings: StreamSettings) -> DataFrame:

@@ -73,7 +73,11 @@ def test_windows_are_scored_by_the_promoted_version_and_follow_a_new_one(
         assert p.activity == max(p.probabilities, key=p.probabilities.get)
 
     second = promote_small_model(registry, seed=2)
-    more, _ = produce_fleet(kafka_broker, topic, devices=2, batches=12, faults=FaultRates())
+    # Phones the first run has not seen: the same phones again would resend their first
+    # batch_seqs over the same times, and a drain keeps no state to recognise them.
+    more, _ = produce_fleet(
+        kafka_broker, topic, devices=2, batches=12, faults=FaultRates(), first_device=4
+    )
     job.wait_until_drained(job.start(spark, settings, available_now=True))
     everything = read_predictions(kafka_broker, settings.kafka.predictions_topic)
     later = [

@@ -31,13 +31,13 @@ pytestmark = pytest.mark.integration
 
 
 def produce_fleet(kafka: KafkaSettings, topic: str, *, devices: int, batches: int,
-                  faults: FaultRates) -> tuple[list[dict], int]:  # fmt: skip
+                  faults: FaultRates, first_device: int = 0) -> tuple[list[dict], int]:  # fmt: skip
     """Batches as the gateway would have written them; returns them and how many were resent."""
     ensure_topics(kafka, [TopicSpec(name=topic, partitions=4)])
     producer = make_producer(kafka, linger_ms=20)
     start_ms = int(time.time() * 1000) - batches * 2000 - 10_000
     sent, resent = [], 0
-    for d in range(devices):
+    for d in range(first_device, first_device + devices):
         phone = Phone(device_id=f"dev-{d:03d}", rng=np.random.default_rng(d), labelled=d % 2 == 0,
                       start_ms=start_ms, faults=faults)  # fmt: skip
         for _ in range(batches):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -104,7 +106,7 @@ def test_flush_emits_the_open_windows_of_a_silent_phone() -> None:
     out = run(state, pd.DataFrame(), flush=True)
     assert list(out["window_start_ms"]) == [T0 + 5000, T0 + 10_000]
     assert list(out["kind"]) == ["quarantine", "quarantine"]  # only 7 s and 2 s of 10 covered
-    assert state.t == [] and state.next_start == T0 + 15_000
+    assert len(state.t) == 0 and state.next_start == T0 + 15_000
 
 
 def test_gaps_are_skipped_without_walking_every_empty_window() -> None:
@@ -115,11 +117,45 @@ def test_gaps_are_skipped_without_walking_every_empty_window() -> None:
     assert len(starts) <= 4 and starts[-1] == T0 + 86_400_000
 
 
-def test_state_survives_a_json_round_trip() -> None:
+def test_state_survives_its_round_trip_through_the_state_store() -> None:
     state = DeviceState()
-    run(state, samples(T0, 12, seq=0))
-    again = DeviceState.from_json(state.to_json())
-    assert again == state
+    rows = samples(T0, 12, seq=0)
+    rows.loc[rows.index[::2], "label"] = None  # labelled and unlabelled samples
+    run(state, rows)
+    again = DeviceState.from_text(state.to_text())
+    assert (again.next_start, again.max_t, again.labels) == (
+        state.next_start,
+        state.max_t,
+        state.labels,
+    )
+    assert len(again.t) > 0 and len(again.seen_seq) == 1
+    for name in DeviceState.ARRAY_FIELDS:
+        assert np.array_equal(getattr(again, name), getattr(state, name)), name
+    # and it carries on exactly as the state it was made from
+    more = samples(T0 + 12_000, 8, seq=1)
+    a, b = run(state, more), run(again, more)
+    assert np.array_equal(np.stack(a["tensor"].dropna()), np.stack(b["tensor"].dropna()))
+
+
+def test_a_state_written_as_json_lists_by_the_previous_version_carries_on() -> None:
+    rows = samples(T0, 12, seq=0)
+    reference = DeviceState()
+    run(reference, rows)
+    kept = rows[rows["t"] >= reference.next_start].iloc[::-1]  # arrival order need not be sorted
+    old = {
+        "next_start": reference.next_start, "max_t": reference.max_t,
+        "t": kept["t"].tolist(), "x": kept["x"].tolist(), "y": kept["y"].tolist(),
+        "z": kept["z"].tolist(), "label": kept["label"].tolist(), "seq": kept["batch_seq"].tolist(),
+        "ingest": kept["ingest_ms"].tolist(), "gps_t": [], "gps_lat": [], "gps_lon": [],
+        "seen_seq": [0], "seen_at": [T0 + 60_000],
+    }  # fmt: skip
+    state = DeviceState.from_text(json.dumps(old))
+    assert np.array_equal(state.t, reference.t) and np.array_equal(state.xyz, reference.xyz)
+    more = samples(T0 + 12_000, 8, seq=1)
+    a, b = run(reference, more), run(state, more)
+    assert list(a["window_start_ms"]) == list(b["window_start_ms"]) == [T0 + 5000]
+    assert np.array_equal(a.iloc[0]["tensor"], b.iloc[0]["tensor"])
+    assert list(run(state, samples(T0, 1, seq=0))["kind"]) == ["duplicate"]
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

@@ -71,3 +71,15 @@ def test_mark_rejects_names_each_dirty_sample(spark) -> None:
     assert [(r.device_key, r.reject_reason) for r in bad.collect()] == [
         (UNPARSEABLE_KEY, "unparseable JSON")
     ]
+
+
+def test_a_record_without_batch_seq_is_quarantined_whole_not_given_to_its_device(spark) -> None:
+    no_seq = json.dumps({"device_id": "d1", "accel": [{"t": T, "x": 0.1, "y": 9.8, "z": 0.2}]})
+    marked = mark_rejects(
+        explode_samples(parse(kafka_rows(spark, no_seq.encode(), b"[1, 2]"))), StreamSettings()
+    )
+    rows = sorted((r.device_key, r.device_id, r.sensor, r.reject_reason) for r in marked.collect())
+    assert rows == [
+        (UNPARSEABLE_KEY, None, "record", "missing batch_seq"),
+        (UNPARSEABLE_KEY, None, "record", "unparseable JSON"),
+    ]
