@@ -153,6 +153,10 @@ class GatewaySettings(BaseSettings):
     devices_file: Path = Path("data/devices.json")
     ack_timeout_s: float = Field(default=5.0, gt=0)
     retry_after_s: int = Field(default=2, ge=1)
+    # How long the producer gathers batches into one request to the broker. Each request costs
+    # the broker and the producer's thread far more than a record in it: 10 ms rather than 2
+    # gave the gateway ~18 % more accepted batches a second on 2 cores (bench/ingest.py).
+    linger_ms: int = Field(default=10, ge=0, le=1000)
     rate_per_device: float = Field(default=5.0, gt=0, description="requests/s per phone")
     burst_per_device: int = Field(default=30, ge=1)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)

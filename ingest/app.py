@@ -23,7 +23,9 @@ log = logging.getLogger(__name__)
 
 
 def create_app(settings: GatewaySettings) -> FastAPI:
-    publisher = BatchPublisher(settings.kafka, ack_timeout_s=settings.ack_timeout_s)
+    publisher = BatchPublisher(
+        settings.kafka, ack_timeout_s=settings.ack_timeout_s, linger_ms=settings.linger_ms
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

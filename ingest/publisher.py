@@ -45,9 +45,12 @@ class Acknowledged:
 class BatchPublisher:
     """One idempotent producer shared by all requests of a gateway process."""
 
-    def __init__(self, settings: KafkaSettings, *, ack_timeout_s: float) -> None:
+    def __init__(
+        self, settings: KafkaSettings, *, ack_timeout_s: float, linger_ms: int = 10
+    ) -> None:
         self.settings = settings
         self.ack_timeout_s = ack_timeout_s
+        self.linger_ms = linger_ms
         self._producer: KafkaProducer | None = None
         self._warm: KafkaProducer | None = None  # has delivered to the topic: sends won't block
         self._lock = threading.Lock()
@@ -58,7 +61,7 @@ class BatchPublisher:
     def _make_producer(self) -> KafkaProducer:
         return make_producer(
             self.settings,
-            linger_ms=2,
+            linger_ms=self.linger_ms,
             # Never block the caller long: a down broker must turn into a prompt 503.
             max_block_ms=int(self.ack_timeout_s * 1000),
             bootstrap_timeout_ms=int(self.ack_timeout_s * 1000),
