@@ -45,9 +45,7 @@ class Acknowledged:
 class BatchPublisher:
     """One idempotent producer shared by all requests of a gateway process."""
 
-    def __init__(
-        self, settings: KafkaSettings, *, ack_timeout_s: float, linger_ms: int = 10
-    ) -> None:
+    def __init__(self, settings: KafkaSettings, *, ack_timeout_s: float, linger_ms: int) -> None:
         self.settings = settings
         self.ack_timeout_s = ack_timeout_s
         self.linger_ms = linger_ms
