@@ -8,6 +8,12 @@ window code, cached under .cache/bench/):
 (b) parameter averaging with 2 partitions on a standalone cluster of one 1-core worker;
 (c) the same on two 1-core workers.
 
+"One core" is one CPU: (a)'s process, and each worker with everything it starts, are pinned
+to a CPU of their own (``taskset``). A worker's ``--cores`` only caps its concurrent tasks, and
+unpinned, TensorFlow's input pipeline threads of (b)'s single worker ran on the idle second CPU,
+which made (b) faster than one core and the speedup smaller (1.4-1.5× instead of 1.7-2.0×).
+The driver (averaging, validation) is not pinned, as it would be a machine of its own.
+
 For each: wall time from the start of training to the first round whose validation accuracy
 reaches the common target, final held-out accuracy and macro-F1 (devices split, never windows).
 
@@ -117,8 +123,13 @@ def run_one(args: argparse.Namespace) -> None:
     args.out.write_text(json.dumps(outcome.metrics, default=str))
 
 
-def child(name: str, out: Path, *options: str) -> dict[str, Any]:
+def child(name: str, out: Path, *options: str, cpus: set[int] | None = None) -> dict[str, Any]:
+    """One run in its own process (on ``cpus`` only, when given); its metrics."""
+    from infra.spark_cluster import pinned_command
+
     command = [sys.executable, "-m", "bench.training", "one", "--out", str(out), *options]
+    if cpus:
+        command = [*pinned_command(cpus), *command]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     began = time.perf_counter()
     done = subprocess.run(command, env=env, capture_output=True, text=True)
@@ -157,9 +168,12 @@ def run_abc(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     full, windows = cached_lake(args.devices, args.seconds, args.seed)
     runs: dict[str, dict[str, Any]] = {}
     lake = ["--lake", str(full)]
-    runs["a_single_process"] = child("a", work / "a.json", *lake, "--runner", "local")
+    one_cpu = {min(os.sched_getaffinity(0))}
+    runs["a_single_process"] = child("a", work / "a.json", *lake, "--runner", "local",
+                                     cpus=one_cpu)  # fmt: skip
     for name, workers in (("b_one_worker", 1), ("c_two_workers", 2)):
-        with standalone_cluster(work / name, workers=workers, cores=1) as cluster:
+        # each worker on a CPU of its own, so "one core" is one core (the driver is not pinned)
+        with standalone_cluster(work / name, workers=workers, cores=1, pin_cpus=True) as cluster:
             runs[name] = child(name, work / f"{name}.json", *lake, "--master",
                                cluster.master_url)  # fmt: skip
         print(f"{name}: {json.dumps(figures(runs[name], args.target))}", flush=True)

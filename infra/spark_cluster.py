@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -35,16 +36,45 @@ class Cluster:
             return json.load(reply)
 
 
-def _start(args: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen:
+def _start(
+    args: list[str], log: Path, env: dict[str, str], cpus: set[int] | None = None
+) -> subprocess.Popen:
+    pinned = pinned_command(cpus) if cpus else []
     return subprocess.Popen(
-        [str(SPARK_CLASS), *args], stdout=log.open("w"), stderr=subprocess.STDOUT, env=env,
-        start_new_session=True,
+        [*pinned, str(SPARK_CLASS), *args], stdout=log.open("w"), stderr=subprocess.STDOUT,
+        env=env, start_new_session=True,
     )  # fmt: skip
 
 
+def pinned_command(cpus: set[int]) -> list[str]:
+    """The prefix that runs a command (and all it starts) on these CPUs only: ``taskset``."""
+    taskset = shutil.which("taskset")
+    if taskset is None:
+        raise RuntimeError("pinning processes to CPUs needs taskset (util-linux), not found")
+    return [taskset, "--cpu-list", ",".join(str(cpu) for cpu in sorted(cpus))]
+
+
+def worker_cpus(workers: int, cores: int) -> list[set[int]]:
+    """CPUs of each worker: ``cores`` of its own, round-robin over the CPUs this process may use
+    (shared only when the workers ask for more cores than there are)."""
+    usable = sorted(os.sched_getaffinity(0))
+    return [
+        {usable[(worker * cores + k) % len(usable)] for k in range(cores)}
+        for worker in range(workers)
+    ]
+
+
 @contextmanager
-def standalone_cluster(folder: Path, *, workers: int = 2, cores: int = 1) -> Iterator[Cluster]:
-    """A master and ``workers`` workers of ``cores`` cores each, stopped on exit."""
+def standalone_cluster(
+    folder: Path, *, workers: int = 2, cores: int = 1, pin_cpus: bool = False
+) -> Iterator[Cluster]:
+    """A master and ``workers`` workers of ``cores`` cores each, stopped on exit.
+
+    A worker's ``--cores`` only limits how many tasks it runs at once; the task's threads (a
+    TensorFlow input pipeline, the JVM's) may still use every CPU of the machine. ``pin_cpus``
+    binds each worker, its executors and their Python workers to CPUs of its own, as separate
+    machines of that many cores would be: benchmarks that compare worker counts need it.
+    """
     env = {
         **os.environ,
         "SPARK_HOME": str(SPARK_CLASS.parents[1]),
@@ -58,13 +88,14 @@ def standalone_cluster(folder: Path, *, workers: int = 2, cores: int = 1) -> Ite
         _start(["org.apache.spark.deploy.master.Master", "--host", "127.0.0.1", "--port",
                 str(port), "--webui-port", str(ui_port)], folder / "master.log", env)
     ]  # fmt: skip
+    cpus = worker_cpus(workers, cores) if pin_cpus else [None] * workers
     for index in range(workers):
         work = folder / f"worker-{index}"
         work.mkdir(parents=True, exist_ok=True)
         processes.append(_start(
             ["org.apache.spark.deploy.worker.Worker", "--cores", str(cores), "--memory", "2g",
              "--work-dir", str(work), "--webui-port", str(free_port()), master_url],
-            folder / f"worker-{index}.log", env,
+            folder / f"worker-{index}.log", env, cpus[index],
         ))  # fmt: skip
     cluster = Cluster(master_url, ui_url)
     try:

@@ -12,6 +12,7 @@ state: a round costs training, not graph building.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -44,6 +45,7 @@ class PartialResult:
     weights: list[np.ndarray]
     count: int
     loss: float
+    seconds: float = 0.0  # spent in train_partial, to tell training from the round's overhead
 
 
 _models: dict[tuple[str, str, int], Any] = {}
@@ -101,6 +103,7 @@ def train_partial(
     ``x``: (n, input_dim) float32 window tensors; ``y``: class index per window, -1 when
     unlabelled (fine-tuning uses the labelled ones only, pretraining all of them).
     """
+    began = time.perf_counter()
     if task.phase == "finetune":
         x, y = x[y >= 0], y[y >= 0]
     if len(x) == 0:
@@ -133,4 +136,5 @@ def train_partial(
         shuffle=False,  # the order is the seeded permutation above
         verbose=0,
     )
-    return PartialResult(model.get_weights(), len(x), float(history.history["loss"][-1]))
+    return PartialResult(model.get_weights(), len(x), float(history.history["loss"][-1]),
+                         seconds=time.perf_counter() - began)  # fmt: skip

@@ -101,14 +101,23 @@ class Trainer:
             **fields,
         )
 
-    def _round(self, task: RoundTask) -> tuple[list[np.ndarray], float, int]:
+    def _round(self, task: RoundTask) -> tuple[list[np.ndarray], dict[str, Any]]:
+        """The averaged weights, and the round's figures for the history."""
+        began = time.perf_counter()
         partials: list[PartialResult] = self.runner.map_partitions(
             functools.partial(_partial_round, task)
         )
+        mapped = time.perf_counter() - began
         seen = [(p.weights, p.count) for p in partials]
         losses = [(p.loss, p.count) for p in partials if p.count]
         weights = average_weights(seen)
-        return weights, weighted_mean(losses), sum(p.count for p in partials)
+        return weights, {
+            "loss": weighted_mean(losses),
+            "windows": sum(p.count for p in partials),
+            # the slowest partial's training, and the round's wall time around the partials
+            "partial_s": round(max(p.seconds for p in partials), 3),
+            "map_s": round(mapped, 3),
+        }
 
     def _record(self, **entry: Any) -> None:
         entry["elapsed_s"] = round(time.perf_counter() - self.started, 3)
@@ -139,11 +148,11 @@ class Trainer:
                 phase="pretrain", layer=layer, round=round_, weights=weights,
                 encoder_weights=encoders,
             )  # fmt: skip
-            weights, loss, count = self._round(task)
+            weights, figures = self._round(task)
             autoencoder.set_weights(weights)
             val_loss = float(autoencoder.evaluate(val_features, val_features, verbose=0))
-            self._record(phase=f"pretrain-{layer}", round=round_, loss=loss, val_loss=val_loss,
-                         val_accuracy=None, windows=count)  # fmt: skip
+            self._record(phase=f"pretrain-{layer}", round=round_, val_loss=val_loss,
+                         val_accuracy=None, **figures)  # fmt: skip
             if stop.update(val_loss, weights):
                 break
         autoencoder.set_weights(stop.best_weights or weights)
@@ -161,11 +170,11 @@ class Trainer:
         weights = classifier.get_weights()
         for round_ in range(self.settings.finetune_rounds):
             task = self._task(phase="finetune", round=round_, weights=weights)
-            weights, loss, count = self._round(task)
+            weights, figures = self._round(task)
             classifier.set_weights(weights)
             val_loss, val_accuracy = classifier.evaluate(self.val_x, self.val_y, verbose=0)
-            self._record(phase="finetune", round=round_, loss=loss, val_loss=float(val_loss),
-                         val_accuracy=float(val_accuracy), windows=count)  # fmt: skip
+            self._record(phase="finetune", round=round_, val_loss=float(val_loss),
+                         val_accuracy=float(val_accuracy), **figures)  # fmt: skip
             reached = self.target_accuracy is not None and val_accuracy >= self.target_accuracy
             if stop.update(float(val_loss), weights) or reached:
                 break

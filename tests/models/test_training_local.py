@@ -93,6 +93,8 @@ def test_both_phases_train_a_classifier_that_separates_the_activities() -> None:
     predicted = np.asarray(result.classifier(val_x)).argmax(axis=1)
     assert (predicted == val_y).mean() >= 0.95
     assert set(result.seconds) == {"pretrain-0", "pretrain-1", "finetune"}
+    # every round says how long its partials trained within the time the runner took
+    assert all(0 < entry["partial_s"] <= entry["map_s"] for entry in rounds)
 
 
 def test_early_stop_keeps_the_best_round_and_waits_patience_rounds() -> None:
