@@ -110,7 +110,7 @@ def main() -> None:
     with running_broker(None) as kafka, tempfile.TemporaryDirectory(prefix="mbd-bench-") as tmp:
         topic = f"bench.readings.{uuid.uuid4().hex[:8]}"
         readings = preload(kafka, topic, readings=args.readings, devices=args.devices)
-        spark = build_spark_session(SparkSettings(master="local[2]", shuffle_partitions=4),
+        spark = build_spark_session(SparkSettings(master="local[2]"),
                                     JvmSettings(), app_name="mbd-bench-streaming")  # fmt: skip
         spark.sparkContext.setLogLevel("ERROR")
         copy_s = bare_copy(spark, kafka, topic, Path(tmp))

@@ -7,6 +7,7 @@ and name the bad value.
 
 from __future__ import annotations
 
+import os
 import re
 from functools import cache
 from pathlib import Path
@@ -91,7 +92,26 @@ class SparkSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MBD_SPARK_", frozen=True)
 
     master: str = "local[*]"
-    shuffle_partitions: int = Field(default=4, ge=1)
+    shuffle_partitions: int | None = Field(
+        default=None,
+        ge=1,
+        description="spark.sql.shuffle.partitions; unset: one per core of a local master, "
+        "4 on a cluster. A streaming checkpoint keeps the count it was started with.",
+    )
+
+    @property
+    def partitions_for_shuffle(self) -> int:
+        """The shuffle partition count: as set, else one per core of ``local[N]``/``local[*]``
+        (a task per core: more, each with its Python runner and state store, only add fixed
+        cost to every micro-batch), else 4."""
+        if self.shuffle_partitions is not None:
+            return self.shuffle_partitions
+        local = re.fullmatch(r"local\[(\d+|\*)(?:,\d+)?\]|local", self.master)
+        if local is None:
+            return 4
+        cores = local.group(1) if local.lastindex else "1"
+        return (os.cpu_count() or 1) if cores == "*" else int(cores)
+
     driver_memory: str = "2g"
     executor_memory: str = "1g"
     ui_enabled: bool = False

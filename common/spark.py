@@ -42,7 +42,7 @@ def spark_conf(settings: SparkSettings, jvm: JvmSettings, app_name: str) -> dict
         "spark.pyspark.driver.python": python,
         "spark.executorEnv.PYSPARK_PYTHON": python,
         "spark.sql.session.timeZone": "UTC",
-        "spark.sql.shuffle.partitions": str(settings.shuffle_partitions),
+        "spark.sql.shuffle.partitions": str(settings.partitions_for_shuffle),
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         "spark.driver.memory": settings.driver_memory,
         "spark.executor.memory": settings.executor_memory,

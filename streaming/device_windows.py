@@ -112,20 +112,23 @@ class DeviceState:
         state = cls(next_start=old["next_start"], max_t=old["max_t"])
         state.seen_seq = np.asarray(old["seen_seq"], dtype=np.int64)
         state.seen_at = np.asarray(old["seen_at"], dtype=np.int64)
-        accel = pd.DataFrame({name: old[name] for name in ("t", "x", "y", "z", "label", "seq")})
-        gps = pd.DataFrame({"t": old["gps_t"], "lat": old["gps_lat"], "lon": old["gps_lon"]})
+        accel = {name: np.asarray(old[name]) for name in ("t", "x", "y", "z")}
+        accel["label"] = np.asarray(old["label"], dtype=object)
+        accel["batch_seq"], accel["ingest_ms"] = np.asarray(old["seq"]), np.asarray(old["ingest"])
+        gps = {"t": np.asarray(old["gps_t"]), "lat": np.asarray(old["gps_lat"]),
+               "lon": np.asarray(old["gps_lon"])}  # fmt: skip
         max_t = state.max_t
-        _buffer(state, accel.assign(batch_seq=accel["seq"], ingest_ms=old["ingest"]), gps)
+        _buffer(state, accel, gps)
         state.max_t = max_t
         return state
 
-    def label_codes(self, values: pd.Series) -> np.ndarray:
+    def label_codes(self, values: np.ndarray) -> np.ndarray:
         codes = np.full(len(values), NO_LABEL, dtype=np.int16)
-        present = values.notna().to_numpy()
+        present = pd.notna(values)
         for name in pd.unique(values[present]):
             if name not in self.labels:
                 self.labels.append(name)
-            codes[(values == name).to_numpy()] = self.labels.index(name)
+            codes[values == name] = self.labels.index(name)
         return codes
 
 
@@ -168,23 +171,27 @@ def advance(
     out = Emitted()
     window = settings.window
     if len(rows):
-        rows = _drop_seen_batches(state, device_id, rows, now_ms, settings, out)
-        rejected = rows["reject_reason"].notna().to_numpy()
+        # Plain arrays from here on: a pandas selection per step cost more than the windowing.
+        columns = {name: rows[name].to_numpy() for name in _INPUT_COLUMNS}
+        columns = _take(columns, _drop_seen_batches(state, device_id, columns, now_ms, settings,
+                                                    out))  # fmt: skip
+        reasons = columns["reject_reason"]
+        rejected = pd.notna(reasons)
         out.quarantine_each(
-            device_id, rows["reject_reason"].to_numpy()[rejected],
-            batch_seq=rows["batch_seq"].to_numpy()[rejected], t=rows["t"].to_numpy()[rejected],
+            device_id, reasons[rejected],
+            batch_seq=columns["batch_seq"][rejected], t=columns["t"][rejected],
         )  # fmt: skip
-        clean = rows[~rejected]
-        sensor = clean["sensor"].to_numpy()
-        accel, gps = clean[sensor == "accel"], clean[sensor == "gps"]
-        if state.next_start is not None and len(accel):
-            late = accel["t"].to_numpy() < state.next_start
+        sensor = columns["sensor"]
+        accel = _take(columns, ~rejected & (sensor == "accel"))
+        gps = _take(columns, ~rejected & (sensor == "gps"))
+        if state.next_start is not None and len(accel["t"]):
+            late = accel["t"].astype(np.int64) < state.next_start
             out.quarantine_each(
                 device_id, np.full(int(late.sum()), "late", dtype=object),
                 detail=f"windows before {state.next_start} emitted",
-                batch_seq=accel["batch_seq"].to_numpy()[late], t=accel["t"].to_numpy()[late],
+                batch_seq=accel["batch_seq"][late], t=accel["t"][late],
             )  # fmt: skip
-            accel = accel[~late]
+            accel = _take(accel, ~late)
         _buffer(state, accel, gps)
     if not len(state.t):
         return out.frame()
@@ -195,20 +202,36 @@ def advance(
     return out.frame()
 
 
+_INPUT_COLUMNS = (
+    "batch_seq", "record_offset", "reject_reason", "sensor", "t", "x", "y", "z", "lat", "lon",
+    "label", "ingest_ms",
+)  # fmt: skip
+
+Columns = dict[str, np.ndarray]
+
+
+def _take(columns: Columns, mask: np.ndarray) -> Columns:
+    return {name: values[mask] for name, values in columns.items()}
+
+
 def _drop_seen_batches(
-    state: DeviceState, device_id: str, rows: pd.DataFrame, now_ms: int,
+    state: DeviceState, device_id: str, rows: Columns, now_ms: int,
     settings: StreamSettings, out: Emitted,
-) -> pd.DataFrame:  # fmt: skip
+) -> np.ndarray:  # fmt: skip
+    """The mask of rows to keep: those of batches not seen before, each from its first record."""
     horizon = now_ms - int(settings.dedupe_horizon_s * 1000)
     recent = state.seen_at >= horizon
     seen_seq, seen_at = state.seen_seq[recent], state.seen_at[recent]
-    seq = rows["batch_seq"].to_numpy(dtype=np.int64)
-    offset = rows["record_offset"].to_numpy(dtype=np.int64)
+    seq = rows["batch_seq"].astype(np.int64)
+    offset = rows["record_offset"].astype(np.int64)
     # A batch resent soon after may arrive in the same micro-batch: keep its first record only.
-    records = pd.DataFrame({"seq": seq, "offset": offset}).drop_duplicates()
-    first = records.groupby("seq")["offset"].transform("min").to_numpy()
-    duplicates = np.sort(records["seq"].to_numpy()[records["offset"].to_numpy() != first]).tolist()
-    keep = offset == pd.Series(offset).groupby(seq).transform("min").to_numpy()
+    seqs, where = np.unique(seq, return_inverse=True)
+    first = np.full(len(seqs), np.iinfo(np.int64).max)
+    np.minimum.at(first, where, offset)
+    keep = offset == first[where]
+    records = np.unique(np.stack([seq, offset]), axis=1)  # (seq, offset) pairs, by seq
+    later = records[1] != first[np.searchsorted(seqs, records[0])]
+    duplicates = records[0][later].tolist()
     incoming = pd.unique(seq[keep])
     already = np.isin(incoming, seen_seq)
     duplicates += incoming[already].tolist()
@@ -217,7 +240,7 @@ def _drop_seen_batches(
     state.seen_at = np.concatenate([seen_at, np.full(len(fresh), now_ms, dtype=np.int64)])
     for s in duplicates:
         out.add("duplicate", device_id, batch_seq=int(s))
-    return rows[keep & ~np.isin(seq, seen_seq)]
+    return keep & ~np.isin(seq, seen_seq)
 
 
 def _merge(old: np.ndarray, new: np.ndarray, *columns: tuple[np.ndarray, np.ndarray]):
@@ -227,23 +250,23 @@ def _merge(old: np.ndarray, new: np.ndarray, *columns: tuple[np.ndarray, np.ndar
     return merged + [np.concatenate([a, b])[order] for a, b in columns]
 
 
-def _buffer(state: DeviceState, accel: pd.DataFrame, gps: pd.DataFrame) -> None:
-    if len(accel):
-        t = accel["t"].to_numpy(dtype=np.int64)
-        xyz = accel[["x", "y", "z"]].to_numpy(dtype=np.float64)
+def _buffer(state: DeviceState, accel: Columns, gps: Columns) -> None:
+    if len(accel["t"]):
+        t = accel["t"].astype(np.int64)
+        xyz = np.stack([accel[axis].astype(np.float64) for axis in "xyz"], axis=1)
         label = state.label_codes(accel["label"])
-        seq = accel["batch_seq"].to_numpy(dtype=np.int64)
-        ingest = accel["ingest_ms"].to_numpy(dtype=np.int64)
+        seq = accel["batch_seq"].astype(np.int64)
+        ingest = accel["ingest_ms"].astype(np.int64)
         state.t, state.xyz, state.label, state.seq, state.ingest = _merge(
             state.t, t, (state.xyz, xyz), (state.label, label), (state.seq, seq),
             (state.ingest, ingest),
         )  # fmt: skip
         top = int(t.max())
         state.max_t = top if state.max_t is None else max(state.max_t, top)
-    if len(gps):
-        latlon = gps[["lat", "lon"]].to_numpy(dtype=np.float64)
+    if len(gps["t"]):
+        latlon = np.stack([gps["lat"].astype(np.float64), gps["lon"].astype(np.float64)], axis=1)
         state.gps_t, state.gps_latlon = _merge(
-            state.gps_t, gps["t"].to_numpy(dtype=np.int64), (state.gps_latlon, latlon)
+            state.gps_t, gps["t"].astype(np.int64), (state.gps_latlon, latlon)
         )
 
 

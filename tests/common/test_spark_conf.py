@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -24,3 +25,15 @@ def test_conf_names_the_connector_jars_this_python_and_the_master() -> None:
 def test_missing_jars_say_how_to_get_them(tmp_path: Path) -> None:
     with pytest.raises(MissingJarsError, match="mbd setup"):
         spark_conf(SparkSettings(), JvmSettings(jars_dir=tmp_path), "job")
+
+
+@pytest.mark.parametrize(
+    ("master", "expected"),
+    [("local[3]", 3), ("local[2,4]", 2), ("local", 1), ("spark://h:7077", 4),
+     ("local[*]", os.cpu_count())],
+)  # fmt: skip
+def test_shuffle_partitions_default_to_the_cores_of_a_local_master(master, expected) -> None:
+    assert SparkSettings(master=master).partitions_for_shuffle == expected
+    conf = spark_conf(SparkSettings(master=master), JvmSettings(), "job")
+    assert conf["spark.sql.shuffle.partitions"] == str(expected)
+    assert SparkSettings(master=master, shuffle_partitions=7).partitions_for_shuffle == 7
