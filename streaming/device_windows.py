@@ -350,7 +350,11 @@ def spark_step(settings: StreamSettings, *, drain: bool = False):
 
         (device_key,) = key
         now_ms = int(time.time() * 1000)
-        rows = pd.concat(list(batches), ignore_index=True) if not state.hasTimedOut else None
+        rows = None
+        if not state.hasTimedOut:
+            frames = list(batches)
+            # Usually one frame a phone: concatenating it alone would only copy it.
+            rows = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
         if device_key == UNPARSEABLE_KEY:
             assert rows is not None
             out = Emitted()
