@@ -11,7 +11,7 @@ window code, cached under .cache/bench/):
 "One core" is one CPU: (a)'s process, and each worker with everything it starts, are pinned
 to a CPU of their own (``taskset``). A worker's ``--cores`` only caps its concurrent tasks, and
 unpinned, TensorFlow's input pipeline threads of (b)'s single worker ran on the idle second CPU,
-which made (b) faster than one core and the speedup smaller (1.4-1.5× instead of 1.7-2.0×).
+which made (b) faster than one core and the speedup smaller (1.4-1.5× unpinned, 2.0× pinned).
 The driver (averaging, validation) is not pinned, as it would be a machine of its own.
 
 For each: wall time from the start of training to the first round whose validation accuracy
