@@ -245,6 +245,10 @@ class StreamSettings(BaseSettings):
     lateness_s: float = Field(default=10.0, ge=0, description="per-device watermark delay")
     idle_flush_s: float = Field(default=30.0, gt=0, description="flush a silent phone's windows")
     dedupe_horizon_s: float = Field(default=900.0, gt=0)
+    timer_s: float = Field(
+        default=30.0, gt=0, description="longest a phone's state timer is set for: bounds how "
+        "long --available-now on a normal run's checkpoint waits for the phones it left open",
+    )  # fmt: skip
     saturation_m_s2: float = Field(default=78.0, gt=0)
     spike_m_s2: float = Field(default=30.0, gt=0, description="jump from the batch median")
     max_batch_skew_s: float = Field(default=300.0, gt=0)

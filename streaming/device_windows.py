@@ -52,6 +52,7 @@ class DeviceState:
 
     next_start: int | None = None  # earliest window not yet emitted
     max_t: int | None = None
+    due_ms: int | None = None  # processing time its idle flush (or tombstone's end) is due
     t: np.ndarray = field(default_factory=lambda: _empty(np.int64))
     xyz: np.ndarray = field(default_factory=lambda: _empty(np.float64, 3))
     label: np.ndarray = field(default_factory=lambda: _empty(np.int16))  # codes into `labels`
@@ -69,7 +70,8 @@ class DeviceState:
 
     def to_bytes(self) -> bytes:
         header = json.dumps({
-            "next_start": self.next_start, "max_t": self.max_t, "labels": self.labels,
+            "next_start": self.next_start, "max_t": self.max_t, "due_ms": self.due_ms,
+            "labels": self.labels,
             "sizes": [len(self.t), len(self.gps_t), len(self.seen_seq)],
         }, separators=(",", ":")).encode()  # fmt: skip
         parts = [np.ascontiguousarray(getattr(self, name)).tobytes() for name in self.ARRAY_FIELDS]
@@ -94,6 +96,7 @@ class DeviceState:
             arrays[name] = np.frombuffer(blob, dtype, count, offset).reshape(shape)
             offset += count * np.dtype(dtype).itemsize
         return cls(next_start=header["next_start"], max_t=header["max_t"],
+                   due_ms=header.get("due_ms"),  # absent from states written before it
                    labels=header["labels"], **arrays)  # fmt: skip
 
     def to_text(self) -> str:
@@ -341,42 +344,59 @@ def spark_step(settings: StreamSettings, *, drain: bool = False):
 
     ``drain``: flush a phone as soon as a micro-batch brings it nothing, and keep no tombstone,
     so that an available-now run emits every open window and then ends.
+
+    A timer is never set further ahead than ``settings.timer_s``: when it fires before the
+    phone's flush (or its tombstone's end) is due, it is set again. Spark keeps each timer in
+    the checkpoint, so this is what bounds how long a draining run started on a normal run's
+    checkpoint waits for the phones that run left open: a drain acts on every timer that fires.
     """
     idle_ms = DRAIN_IDLE_MS if drain else int(settings.idle_flush_s * 1000)
     tombstone_ms = int(settings.dedupe_horizon_s * 1000)
+    timer_ms = int(settings.timer_s * 1000)
+
+    def keep_until(state, current: DeviceState, now_ms: int, due_ms: int) -> None:
+        """Store ``current``, due at ``due_ms``, with its timer at most ``timer_s`` ahead."""
+        current.due_ms = due_ms
+        state.update((current.to_text(),))
+        state.setTimeoutDuration(max(1, min(due_ms - now_ms, timer_ms)))
+
+    def on_timer(device_key: str, state, now_ms: int) -> pd.DataFrame | None:
+        current = DeviceState.from_text(state.get[0])
+        if not drain and current.due_ms is not None and now_ms < current.due_ms:
+            state.update(state.get)  # not due yet: the same state, its timer set again
+            state.setTimeoutDuration(min(current.due_ms - now_ms, timer_ms))
+            return None
+        if not len(current.t):  # a tombstone that has outlived the dedupe horizon
+            state.remove()
+            return None
+        out = advance(current, device_key, pd.DataFrame(), settings, now_ms=now_ms, flush=True)
+        if drain:
+            state.remove()
+        else:
+            keep_until(state, current, now_ms, now_ms + tombstone_ms)
+        return out
 
     def step(key: tuple[str], batches: Iterator[pd.DataFrame], state) -> Iterator[pd.DataFrame]:
         import time
 
         (device_key,) = key
         now_ms = int(time.time() * 1000)
-        rows = None
-        if not state.hasTimedOut:
+        if state.hasTimedOut:  # never the unparseable records' key: it keeps no state
+            out = on_timer(device_key, state, now_ms)
+        else:
             frames = list(batches)
             # Usually one frame a phone: concatenating it alone would only copy it.
             rows = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
-        if device_key == UNPARSEABLE_KEY:
-            assert rows is not None
-            out = Emitted()
-            out.quarantine_each(None, rows["reject_reason"].to_numpy(), raw=rows["raw"].to_numpy())
-            yield out.frame()
-            return
-        current = DeviceState.from_text(state.get[0]) if state.exists else DeviceState()
-        if state.hasTimedOut:
-            if not len(current.t):  # a tombstone that has outlived the dedupe horizon
-                state.remove()
+            if device_key == UNPARSEABLE_KEY:
+                quarantined = Emitted()
+                reasons, raw = rows["reject_reason"].to_numpy(), rows["raw"].to_numpy()
+                quarantined.quarantine_each(None, reasons, raw=raw)
+                yield quarantined.frame()
                 return
-            out = advance(current, device_key, pd.DataFrame(), settings, now_ms=now_ms, flush=True)
-            if drain:
-                state.remove()
-            else:
-                state.update((current.to_text(),))
-                state.setTimeoutDuration(tombstone_ms)
-        else:
+            current = DeviceState.from_text(state.get[0]) if state.exists else DeviceState()
             out = advance(current, device_key, rows, settings, now_ms=now_ms)
-            state.update((current.to_text(),))
-            state.setTimeoutDuration(idle_ms)
-        if len(out):
+            keep_until(state, current, now_ms, now_ms + idle_ms)
+        if out is not None and len(out):
             yield out
 
     return step

@@ -57,7 +57,7 @@ def produce_fleet(kafka: KafkaSettings, topic: str, *, devices: int, batches: in
 def stream_settings(kafka: KafkaSettings, topic: str, folder: Path) -> StreamSettings:
     return StreamSettings(
         lake_dir=folder / "lake", checkpoint_dir=folder / "checkpoint",
-        status_file=folder / "status.json", idle_flush_s=600,
+        status_file=folder / "status.json", idle_flush_s=600, timer_s=5,
         registry=RegistrySettings(dir=folder / "registry"),
         kafka=kafka.model_copy(update={"readings_topic": topic,
                                        "predictions_topic": f"{topic}.predictions"}),
@@ -100,6 +100,7 @@ def run_stream(settings: StreamSettings, *args: str) -> subprocess.Popen:
         "MBD_REGISTRY_DIR": str(settings.registry.dir),
         "MBD_STREAM_STATUS_FILE": str(settings.status_file),
         "MBD_STREAM_IDLE_FLUSH_S": str(settings.idle_flush_s),
+        "MBD_STREAM_TIMER_S": str(settings.timer_s),
         "MBD_STREAM_MAX_OFFSETS_PER_TRIGGER": "40",
         "MBD_SPARK_MASTER": "local[2]",
     }
