@@ -210,11 +210,10 @@ def main() -> None:
             print(f"throughput: {json.dumps(throughput)}", flush=True)
             half_rate = max(1.0, accepted / elapsed / 2)
             offset = 200 + sent
-            due = jobs[offset : offset + int(half_rate * args.seconds)]
+            half_rate_jobs = jobs[offset : offset + int(half_rate * args.seconds)]
             paced = [http_post("127.0.0.1", port, "/v1/readings", body, headers(token))
-                     for token, body in due]  # fmt: skip
+                     for token, body in half_rate_jobs]  # fmt: skip
             load = asyncio.run(open_loop("127.0.0.1", port, paced, rate=half_rate))
-            lat2 = load.latencies_s
             half = {
                 "load_generator": "bench/open_loop.py (latency from each request's due time)",
                 "target_batches_per_s": round(half_rate, 1),
@@ -222,7 +221,8 @@ def main() -> None:
                 "achieved_batches_per_s": round(len(paced) / load.seconds, 1),
                 "requests": len(paced), "statuses": dict(load.statuses),
                 "connections": load.connections,
-                "latency_p50_ms": percentile(lat2, 50), "latency_p99_ms": percentile(lat2, 99),
+                "latency_p50_ms": percentile(load.latencies_s, 50),
+                "latency_p99_ms": percentile(load.latencies_s, 99),
             }  # fmt: skip
             print(f"half rate: {json.dumps(half)}", flush=True)
             memory = peak_rss_mb(gateway.pid)

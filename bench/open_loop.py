@@ -18,13 +18,14 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 
 HEADER_END = b"\r\n\r\n"
+ANSWER_WAIT_S = 30  # how long the requests still in flight after the last send may take
 
 
 def http_post(host: str, port: int, path: str, body: bytes, headers: dict[str, str]) -> bytes:
     """One keep-alive POST, ready to write to a socket."""
     lines = [f"POST {path} HTTP/1.1", f"Host: {host}:{port}", f"Content-Length: {len(body)}"]
     lines += [f"{name}: {value}" for name, value in headers.items()]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+    return "\r\n".join(lines).encode() + HEADER_END + body
 
 
 @dataclass
@@ -32,7 +33,7 @@ class OpenLoopResult:
     latencies_s: list[float] = field(default_factory=list)
     statuses: Counter[int] = field(default_factory=Counter)
     connections: int = 0  # opened, including those opened when all were busy
-    seconds: float = 0.0
+    seconds: float = 0.0  # from the first request's due time to the last answer
 
 
 class _Connection(asyncio.Protocol):
@@ -63,10 +64,11 @@ class _Connection(asyncio.Protocol):
             name, _, value = line.partition(b":")
             if name.strip().lower() == b"content-length":
                 length = int(value)
-        if len(self.buffer) < end + 4 + length:
+        answer_end = end + len(HEADER_END) + length
+        if len(self.buffer) < answer_end:
             return
         status = int(head.split(b" ", 2)[1])
-        self.buffer = self.buffer[end + 4 + length :]
+        self.buffer = self.buffer[answer_end:]
         self.client.answered(self, status)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -79,7 +81,7 @@ class _Client:
         self.idle: deque[_Connection] = deque()
         self.result = OpenLoopResult()
         self.in_flight = 0
-        self.failed: list[str] = []
+        self.lost_in_flight = 0  # requests whose connection closed before they were answered
 
     async def connect(self) -> _Connection:
         loop = asyncio.get_running_loop()
@@ -106,7 +108,7 @@ class _Client:
         if connection in self.idle:
             self.idle.remove(connection)
         elif connection.due:
-            self.failed.append("connection closed with a request in flight")
+            self.lost_in_flight += 1
             self.in_flight -= 1
 
 
@@ -133,17 +135,16 @@ async def open_loop(
             sends.add(task)
             task.add_done_callback(sends.discard)
     await asyncio.gather(*sends)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + ANSWER_WAIT_S
     while client.in_flight > 0 and time.monotonic() < deadline:
         await asyncio.sleep(0.01)
-    if client.failed or client.in_flight:
+    if client.lost_in_flight or client.in_flight:
         raise RuntimeError(
-            f"{len(client.failed)} requests lost with their connection, "
-            f"{client.in_flight} unanswered after 30 s"
+            f"{client.lost_in_flight} requests lost with their connection, "
+            f"{client.in_flight} unanswered after {ANSWER_WAIT_S} s"
         )
     client.result.seconds = time.perf_counter() - started
     for connection in client.idle:
         assert connection.transport is not None
-        connection.due = 0.0
         connection.transport.close()
     return client.result

@@ -127,9 +127,8 @@ def child(name: str, out: Path, *options: str, cpus: set[int] | None = None) -> 
     """One run in its own process (on ``cpus`` only, when given); its metrics."""
     from infra.spark_cluster import pinned_command
 
-    command = [sys.executable, "-m", "bench.training", "one", "--out", str(out), *options]
-    if cpus:
-        command = [*pinned_command(cpus), *command]
+    command = [*pinned_command(cpus), sys.executable, "-m", "bench.training", "one",
+               "--out", str(out), *options]  # fmt: skip
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     began = time.perf_counter()
     done = subprocess.run(command, env=env, capture_output=True, text=True)

@@ -22,7 +22,8 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CLASSES = ("walking", "jogging", "upstairs", "downstairs", "sitting", "standing")
 
 _HOST_PORT = re.compile(r"^[A-Za-z0-9._\-\[\]:]+:(\d{1,5})$")
-_SPARK_MASTER = re.compile(r"^(local(\[(\*|\d+)(,\d+)?\])?|spark://.+|yarn|k8s://.+|mesos://.+)$")
+_LOCAL_MASTER = re.compile(r"local(?:\[(\*|\d+)(?:,\d+)?\])?")  # group 1: its cores
+_SPARK_MASTER = re.compile(rf"^({_LOCAL_MASTER.pattern}|spark://.+|yarn|k8s://.+|mesos://.+)$")
 
 
 class KafkaSettings(BaseSettings):
@@ -98,6 +99,10 @@ class SparkSettings(BaseSettings):
         description="spark.sql.shuffle.partitions; unset: one per core of a local master, "
         "4 on a cluster. A streaming checkpoint keeps the count it was started with.",
     )
+    driver_memory: str = "2g"
+    executor_memory: str = "1g"
+    ui_enabled: bool = False
+    extra_conf: Annotated[dict[str, str], Field(default_factory=dict)]
 
     @property
     def partitions_for_shuffle(self) -> int:
@@ -106,16 +111,11 @@ class SparkSettings(BaseSettings):
         cost to every micro-batch), else 4."""
         if self.shuffle_partitions is not None:
             return self.shuffle_partitions
-        local = re.fullmatch(r"local\[(\d+|\*)(?:,\d+)?\]|local", self.master)
+        local = _LOCAL_MASTER.fullmatch(self.master)
         if local is None:
             return 4
-        cores = local.group(1) if local.lastindex else "1"
+        cores = local.group(1) or "1"
         return (os.cpu_count() or 1) if cores == "*" else int(cores)
-
-    driver_memory: str = "2g"
-    executor_memory: str = "1g"
-    ui_enabled: bool = False
-    extra_conf: Annotated[dict[str, str], Field(default_factory=dict)]
 
     @field_validator("master")
     @classmethod

@@ -39,15 +39,19 @@ class Cluster:
 def _start(
     args: list[str], log: Path, env: dict[str, str], cpus: set[int] | None = None
 ) -> subprocess.Popen:
-    pinned = pinned_command(cpus) if cpus else []
     return subprocess.Popen(
-        [*pinned, str(SPARK_CLASS), *args], stdout=log.open("w"), stderr=subprocess.STDOUT,
-        env=env, start_new_session=True,
+        [*pinned_command(cpus), str(SPARK_CLASS), *args], stdout=log.open("w"),
+        stderr=subprocess.STDOUT, env=env, start_new_session=True,
     )  # fmt: skip
 
 
-def pinned_command(cpus: set[int]) -> list[str]:
-    """The prefix that runs a command (and all it starts) on these CPUs only: ``taskset``."""
+def pinned_command(cpus: set[int] | None) -> list[str]:
+    """The prefix that runs a command (and all it starts) on these CPUs only: ``taskset``.
+
+    No CPUs, no prefix: the command runs wherever the machine puts it.
+    """
+    if not cpus:
+        return []
     taskset = shutil.which("taskset")
     if taskset is None:
         raise RuntimeError("pinning processes to CPUs needs taskset (util-linux), not found")

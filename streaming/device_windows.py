@@ -24,7 +24,7 @@ from __future__ import annotations
 import base64
 import json
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -161,6 +161,18 @@ class Emitted:
         return len(self.rows)
 
 
+_INPUT_COLUMNS = (
+    "batch_seq", "record_offset", "reject_reason", "sensor", "t", "x", "y", "z", "lat", "lon",
+    "label", "ingest_ms",
+)  # fmt: skip
+
+Columns = dict[str, np.ndarray]
+
+
+def _take(columns: Columns, mask: np.ndarray) -> Columns:
+    return {name: values[mask] for name, values in columns.items()}
+
+
 def advance(
     state: DeviceState,
     device_id: str,
@@ -176,8 +188,8 @@ def advance(
     if len(rows):
         # Plain arrays from here on: a pandas selection per step cost more than the windowing.
         columns = {name: rows[name].to_numpy() for name in _INPUT_COLUMNS}
-        columns = _take(columns, _drop_seen_batches(state, device_id, columns, now_ms, settings,
-                                                    out))  # fmt: skip
+        unseen = _unseen_batch_mask(state, device_id, columns, now_ms, settings, out)
+        columns = _take(columns, unseen)
         reasons = columns["reject_reason"]
         rejected = pd.notna(reasons)
         out.quarantine_each(
@@ -205,36 +217,25 @@ def advance(
     return out.frame()
 
 
-_INPUT_COLUMNS = (
-    "batch_seq", "record_offset", "reject_reason", "sensor", "t", "x", "y", "z", "lat", "lon",
-    "label", "ingest_ms",
-)  # fmt: skip
-
-Columns = dict[str, np.ndarray]
-
-
-def _take(columns: Columns, mask: np.ndarray) -> Columns:
-    return {name: values[mask] for name, values in columns.items()}
-
-
-def _drop_seen_batches(
-    state: DeviceState, device_id: str, rows: Columns, now_ms: int,
+def _unseen_batch_mask(
+    state: DeviceState, device_id: str, columns: Columns, now_ms: int,
     settings: StreamSettings, out: Emitted,
 ) -> np.ndarray:  # fmt: skip
-    """The mask of rows to keep: those of batches not seen before, each from its first record."""
+    """The rows to keep: those of batches not seen before, each batch from its first record.
+
+    Records the batches as seen, and emits a ``duplicate`` row for every batch sent again.
+    """
     horizon = now_ms - int(settings.dedupe_horizon_s * 1000)
     recent = state.seen_at >= horizon
     seen_seq, seen_at = state.seen_seq[recent], state.seen_at[recent]
-    seq = rows["batch_seq"].astype(np.int64)
-    offset = rows["record_offset"].astype(np.int64)
+    seq = columns["batch_seq"].astype(np.int64)
+    offset = columns["record_offset"].astype(np.int64)
     # A batch resent soon after may arrive in the same micro-batch: keep its first record only.
-    seqs, where = np.unique(seq, return_inverse=True)
-    first = np.full(len(seqs), np.iinfo(np.int64).max)
-    np.minimum.at(first, where, offset)
-    keep = offset == first[where]
-    records = np.unique(np.stack([seq, offset]), axis=1)  # (seq, offset) pairs, by seq
-    later = records[1] != first[np.searchsorted(seqs, records[0])]
-    duplicates = records[0][later].tolist()
+    pairs = np.unique(np.stack([seq, offset]), axis=1)  # distinct (seq, offset), sorted
+    first_of_batch = np.r_[True, pairs[0, 1:] != pairs[0, :-1]]
+    duplicates = pairs[0, ~first_of_batch].tolist()
+    seqs, first = pairs[0, first_of_batch], pairs[1, first_of_batch]
+    keep = offset == first[np.searchsorted(seqs, seq)]
     incoming = pd.unique(seq[keep])
     already = np.isin(incoming, seen_seq)
     duplicates += incoming[already].tolist()
@@ -253,10 +254,14 @@ def _merge(old: np.ndarray, new: np.ndarray, *columns: tuple[np.ndarray, np.ndar
     return merged + [np.concatenate([a, b])[order] for a, b in columns]
 
 
+def _matrix(columns: Columns, names: Iterable[str]) -> np.ndarray:
+    return np.stack([columns[name].astype(np.float64) for name in names], axis=1)
+
+
 def _buffer(state: DeviceState, accel: Columns, gps: Columns) -> None:
     if len(accel["t"]):
         t = accel["t"].astype(np.int64)
-        xyz = np.stack([accel[axis].astype(np.float64) for axis in "xyz"], axis=1)
+        xyz = _matrix(accel, "xyz")
         label = state.label_codes(accel["label"])
         seq = accel["batch_seq"].astype(np.int64)
         ingest = accel["ingest_ms"].astype(np.int64)
@@ -267,7 +272,7 @@ def _buffer(state: DeviceState, accel: Columns, gps: Columns) -> None:
         top = int(t.max())
         state.max_t = top if state.max_t is None else max(state.max_t, top)
     if len(gps["t"]):
-        latlon = np.stack([gps["lat"].astype(np.float64), gps["lon"].astype(np.float64)], axis=1)
+        latlon = _matrix(gps, ("lat", "lon"))
         state.gps_t, state.gps_latlon = _merge(
             state.gps_t, gps["t"].astype(np.int64), (state.gps_latlon, latlon)
         )

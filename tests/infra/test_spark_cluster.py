@@ -25,3 +25,4 @@ def test_a_pinned_command_and_what_it_starts_run_on_those_cpus_only() -> None:
     done = subprocess.run([*pinned_command({cpu}), sys.executable, "-c", child],
                           capture_output=True, text=True, check=True)  # fmt: skip
     assert done.stdout.strip() == str([cpu])
+    assert pinned_command(None) == pinned_command(set()) == []  # no CPUs named: not pinned
