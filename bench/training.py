@@ -22,19 +22,20 @@ Labels arrive as they do in the product, per phone (only some users annotate): 1
 phones training can see (training and validation phones) keep their labels, the rest none;
 held-out phones keep all theirs, so the score covers every held-out phone. Each of ``--draws``
 draws of annotating phones is trained twice on local[2], 2 partitions, with identical
-fine-tuning and data, once after pretraining on all windows and once without. The fleet is
-smaller (``--labels10-devices`` phones, the first ones of the same simulation), so that 10 %
-of it is a handful of annotating phones, where labels are scarce enough for unlabelled
-windows to matter. In a study of four draws the mean gain shrank as annotating phones grew:
-−0.002 ± 0.016 with 500 phones (about 35 annotating, 6,000 labelled windows), +0.018 ± 0.024
-with 300; labels hidden per window rather than per phone gave +0.012 ± 0.009 with 150.
+fine-tuning and data, once after pretraining on all windows and once without. By default it
+uses the same windows as (a)-(c); ``--labels10-devices`` picks a smaller fleet (the first
+phones of the same simulation), where 10 % is a handful of annotating phones and labels are
+scarce enough for unlabelled windows to matter more. In a study of four draws the mean gain
+shrank as annotating phones grew: −0.002 ± 0.016 with 500 phones (about 35 annotating, 6,000
+labelled windows), +0.018 ± 0.024 with 300; labels hidden per window rather than per phone
+gave +0.012 ± 0.009 with 150.
 Pretraining "helps" when it raises held-out macro-F1 in every draw and its mean gain is
 larger than the gains' standard deviation (a one-off difference is within run-to-run noise).
 
 Each run is its own process, one at a time. The last line printed is one JSON object.
 
     python -m bench.training [--devices 500] [--seconds 1050] [--target 0.97]
-                             [--labels10-devices 150] [--draws 5] [--only abc|labels10]
+                             [--labels10-devices N] [--draws 5] [--only abc|labels10]
 """
 
 from __future__ import annotations
@@ -205,7 +206,8 @@ def run_abc(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 
 def run_labels10(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     """Pretrained against not, paired per draw of annotating phones; the gain and its spread."""
-    full, windows = cached_lake(args.labels10_devices, args.seconds, args.seed)
+    devices = args.labels10_devices or args.devices
+    full, windows = cached_lake(devices, args.seconds, args.seed)
     draws: list[dict[str, Any]] = []
     runs: dict[str, dict[str, Any]] = {}
     for draw in range(1, args.draws + 1):
@@ -236,7 +238,7 @@ def run_labels10(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     return {
         "labels10": {
             "windows": windows,
-            "devices": args.labels10_devices,
+            "devices": devices,
             "labels": "10 % of the phones training sees annotate; held-out phones keep theirs",
             "criterion": "gain > 0 in every draw and mean gain > standard deviation of gains",
             "draws": draws,
@@ -270,7 +272,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=1050.0, help="of each phone's life")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--target", type=float, default=0.97, help="validation accuracy")
-    parser.add_argument("--labels10-devices", type=int, default=150, help="phones, labels10")
+    parser.add_argument("--labels10-devices", type=int, help="phones, labels10 (--devices)")
     parser.add_argument("--draws", type=int, default=5, help="of annotating phones, labels10")
     parser.add_argument("--only", choices=["abc", "labels10"], help="run one part")
     args = parser.parse_args()
