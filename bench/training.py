@@ -28,7 +28,8 @@ phones of the same simulation), where 10 % is a handful of annotating phones and
 scarce enough for unlabelled windows to matter more. In a study of four draws the mean gain
 shrank as annotating phones grew: −0.002 ± 0.016 with 500 phones (about 35 annotating, 6,000
 labelled windows), +0.018 ± 0.024 with 300; labels hidden per window rather than per phone
-gave +0.012 ± 0.009 with 150.
+gave +0.012 ± 0.009 with 150. A later run of five draws on all 500 phones (42 annotating) gave
++0.024 ± 0.031, positive in every draw but one draw's +0.077 making the spread.
 Pretraining "helps" when it raises held-out macro-F1 in every draw and its mean gain is
 larger than the gains' standard deviation (a one-off difference is within run-to-run noise).
 
