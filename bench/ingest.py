@@ -8,9 +8,11 @@ with the simulator's phones (2 s of 20 Hz accelerometer + 1 Hz GPS = 42 readings
    generator, ``make bench`` installs it from Debian) running bench/ingest_load.lua over the
    pre-built batches, or with ``--client aiohttp`` from Python, which costs the shared cores
    about 0.3 ms of CPU a request (measured with the gateway's own cost, 1.2-1.5 ms);
-2. latency at half that rate: an open-loop sender (bench/open_loop.py, raw asyncio over
-   keep-alive connections, a fraction of aiohttp's CPU a request) at 50 % of the measured
-   throughput; p50/p99 latency, each request's from the moment it was due;
+2. latency at half the goal's rate (25,000 readings/s, the issue's "p99 < 100 ms at half that
+   rate"), then at half the measured throughput: an open-loop sender (bench/open_loop.py, raw
+   asyncio over keep-alive connections, a fraction of aiohttp's CPU a request); p50/p99
+   latency, each request's from the moment it was due. On a machine that posts more than the
+   goal, half its own throughput is a heavier load than half the goal's;
 3. the raw kafka-python producer (bench/kafka_producer.py's measurement) in the same run, as
    the baseline ratio.
 
@@ -49,6 +51,7 @@ from simulators.fleet import provision_tokens
 from simulators.phone import Phone
 
 LOAD_SCRIPT = Path(__file__).with_name("ingest_load.lua")
+GOAL_READINGS_PER_S = 50_000
 
 
 def make_batches(devices: int, per_device: int) -> tuple[list[str], list[list[bytes]], int]:
@@ -139,6 +142,28 @@ def python_closed_loop(
     }  # fmt: skip
 
 
+def paced_run(
+    port: int, jobs: list[tuple[str, bytes]], *, rate: float, seconds: float,
+    readings_per_batch: int,
+) -> dict[str, Any]:  # fmt: skip
+    """``rate`` batches a second for ``seconds`` from the open-loop sender (jobs reused in turn:
+    a resent batch is accepted again); its latency figures."""
+    count = int(rate * seconds)
+    paced = [http_post("127.0.0.1", port, "/v1/readings", body, headers(token))
+             for token, body in (jobs[i % len(jobs)] for i in range(count))]  # fmt: skip
+    load = asyncio.run(open_loop("127.0.0.1", port, paced, rate=rate))
+    return {
+        "load_generator": "bench/open_loop.py (latency from each request's due time)",
+        "target_batches_per_s": round(rate, 1),
+        "target_readings_per_s": round(rate * readings_per_batch, 1),
+        "achieved_batches_per_s": round(len(paced) / load.seconds, 1),
+        "requests": len(paced), "statuses": dict(load.statuses),
+        "connections": load.connections,
+        "latency_p50_ms": percentile(load.latencies_s, 50),
+        "latency_p99_ms": percentile(load.latencies_s, 99),
+    }  # fmt: skip
+
+
 def peak_rss_mb(pid: int) -> float:
     """Peak resident memory of a process and its children (uvicorn workers), in MB."""
     total = 0
@@ -208,23 +233,13 @@ def main() -> None:
                 "latency_p50_ms": run["latency_p50_ms"], "latency_p99_ms": run["latency_p99_ms"],
             }  # fmt: skip
             print(f"throughput: {json.dumps(throughput)}", flush=True)
-            half_rate = max(1.0, accepted / elapsed / 2)
-            offset = 200 + sent
-            half_rate_jobs = jobs[offset : offset + int(half_rate * args.seconds)]
-            paced = [http_post("127.0.0.1", port, "/v1/readings", body, headers(token))
-                     for token, body in half_rate_jobs]  # fmt: skip
-            load = asyncio.run(open_loop("127.0.0.1", port, paced, rate=half_rate))
-            half = {
-                "load_generator": "bench/open_loop.py (latency from each request's due time)",
-                "target_batches_per_s": round(half_rate, 1),
-                "target_readings_per_s": round(half_rate * readings_per_batch, 1),
-                "achieved_batches_per_s": round(len(paced) / load.seconds, 1),
-                "requests": len(paced), "statuses": dict(load.statuses),
-                "connections": load.connections,
-                "latency_p50_ms": percentile(load.latencies_s, 50),
-                "latency_p99_ms": percentile(load.latencies_s, 99),
-            }  # fmt: skip
-            print(f"half rate: {json.dumps(half)}", flush=True)
+            unsent = jobs[200 + sent :] + jobs[: 200 + sent]
+            pacing = {"seconds": args.seconds, "readings_per_batch": readings_per_batch}
+            half_goal = paced_run(port, unsent, rate=GOAL_READINGS_PER_S / 2 / readings_per_batch,
+                                  **pacing)  # fmt: skip
+            print(f"half the goal's rate: {json.dumps(half_goal)}", flush=True)
+            half = paced_run(port, unsent, rate=max(1.0, accepted / elapsed / 2), **pacing)
+            print(f"half the measured rate: {json.dumps(half)}", flush=True)
             memory = peak_rss_mb(gateway.pid)
         finally:
             gateway.terminate()
@@ -242,15 +257,15 @@ def main() -> None:
         "machine": f"{platform.node()} {os.cpu_count()} cores",
         "devices": args.devices, "gateway_workers": args.workers,
         "readings_per_batch": readings_per_batch, "batch_bytes": len(bodies[0][0]),
-        "throughput": throughput, "half_rate": half,
+        "throughput": throughput, "half_goal_rate": half_goal, "half_rate": half,
         "gateway_peak_rss_mb": memory,
         "raw_producer_records_per_s": raw["records_per_s"],
         "raw_producer_batch_sized_records_per_s": raw_batch_bytes["records_per_s"],
         "ratio_to_raw_producer": round(
             throughput["accepted_batches_per_s"] / raw_batch_bytes["records_per_s"], 3
         ),
-        "goal_readings_per_s": 50_000,
-        "goal_p99_ms_at_half_rate": 100,
+        "goal_readings_per_s": GOAL_READINGS_PER_S,
+        "goal_p99_ms_at_half_goal_rate": 100,
     }  # fmt: skip
     print(json.dumps(summary))
 

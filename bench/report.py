@@ -73,22 +73,29 @@ def kafka_producer(f: Figures) -> Headline:
 
 
 def ingest(f: Figures) -> Headline:
-    full, half = f["throughput"], f["half_rate"]
-    rate, p99_half = full["accepted_readings_per_s"], half["latency_p99_ms"]
+    full, half_goal, half = f["throughput"], f["half_goal_rate"], f["half_rate"]
+    rate, p99_half_goal = full["accepted_readings_per_s"], half_goal["latency_p99_ms"]
+
+    def paced(name: str, run: Figures) -> str:
+        return (
+            f"at {name} ({_n(run['target_readings_per_s'])} readings/s): "
+            f"p50 {_n(run['latency_p50_ms'])} ms, p99 {_n(run['latency_p99_ms'])} ms"
+        )
+
     return Headline(
         [
             f"{_n(rate)} accepted readings/s, p50 {_n(full['latency_p50_ms'])} ms, "
             f"p99 {_n(full['latency_p99_ms'])} ms",
-            f"at half rate ({_n(half['target_readings_per_s'])} readings/s): "
-            f"p50 {_n(half['latency_p50_ms'])} ms, p99 {_n(p99_half)} ms",
+            paced("half the goal's rate", half_goal),
+            paced("half the measured rate", half),
             f"ratio to the raw producer (batch-sized records) {_n(f['ratio_to_raw_producer'])}",
             f"gateway peak RSS {_n(f['gateway_peak_rss_mb'])} MB",
         ],
         [
             Goal(f"≥ {_n(f['goal_readings_per_s'])} readings/s", rate >= f["goal_readings_per_s"]),
             Goal(
-                f"p99 < {_n(f['goal_p99_ms_at_half_rate'])} ms at half rate",
-                p99_half < f["goal_p99_ms_at_half_rate"],
+                f"p99 < {_n(f['goal_p99_ms_at_half_goal_rate'])} ms at half the goal's rate",
+                p99_half_goal < f["goal_p99_ms_at_half_goal_rate"],
             ),
         ],
     )

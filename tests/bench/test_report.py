@@ -24,12 +24,14 @@ INGEST = {
     "benchmark": "ingest",
     "throughput": {"accepted_batches_per_s": 675.8, "accepted_readings_per_s": 28383.2,
                    "latency_p50_ms": 83.92, "latency_p99_ms": 270.03},
+    "half_goal_rate": {"target_readings_per_s": 25000.0, "latency_p50_ms": 61.2,
+                       "latency_p99_ms": 99.4},
     "half_rate": {"target_readings_per_s": 14191.6, "latency_p50_ms": 67.51,
                   "latency_p99_ms": 418.41},
     "gateway_peak_rss_mb": 193.2,
     "ratio_to_raw_producer": 0.09,
     "goal_readings_per_s": 50_000,
-    "goal_p99_ms_at_half_rate": 100,
+    "goal_p99_ms_at_half_goal_rate": 100,
     "suite": RUN,
 }  # fmt: skip
 STREAMING = {
@@ -121,9 +123,10 @@ def test_every_benchmark_gets_a_row_with_its_headline_figures_goal_date_and_comm
     assert all(cells[0] == "ok" for cells in rows.values())
     _, figures, goal, finished, command = rows["ingest"]
     assert "28,383 accepted readings/s, p50 83.92 ms, p99 270.03 ms" in figures
-    assert "at half rate (14,192 readings/s): p50 67.51 ms, p99 418.41 ms" in figures
+    assert "at half the goal's rate (25,000 readings/s): p50 61.2 ms, p99 99.4 ms" in figures
+    assert "at half the measured rate (14,192 readings/s): p50 67.51 ms, p99 418.41 ms" in figures
     assert "ratio to the raw producer (batch-sized records) 0.09" in figures
-    assert goal == "≥ 50,000 readings/s: **not met**<br>p99 < 100 ms at half rate: **not met**"
+    assert goal == "≥ 50,000 readings/s: **not met**<br>p99 < 100 ms at half the goal's rate: met"
     assert finished == "2026-11-22 08:30 UTC (42 s)"
     assert command == "`python -m bench.ingest`"
 
