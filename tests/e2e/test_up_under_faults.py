@@ -28,6 +28,7 @@ from infra.broker import free_port
 from models.registry import Registry
 from models.serving import load_version
 from tests.lake import read_lake, reconcile
+from tests.processes import alive
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(2100)]
 
@@ -57,16 +58,6 @@ def services(state_file: Path) -> dict[str, dict]:
 
 def running_pids(state_file: Path) -> dict[str, int]:
     return {name: entry["pid"] for name, entry in services(state_file).items() if entry["pid"]}
-
-
-def alive(pid: int) -> bool:
-    """Whether ``pid`` is a process that has not exited (an exited one, a zombie until its parent
-    reaps it, counts as gone: the daemonised broker's parent is this machine's init)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 class Pipeline:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from infra.supervisor import Service, ServiceFailed, Supervisor
+from tests.processes import alive
 
 PY = sys.executable
 
@@ -18,14 +19,6 @@ PY = sys.executable
 def sleeper(name: str, seconds: float = 60, **kwargs) -> Service:
     return Service(name=name, command=[PY, "-c", f"import time; time.sleep({seconds})"],
                    settle_s=0.2, **kwargs)  # fmt: skip
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text()
 
 
 def test_services_start_in_order_each_once_the_previous_is_ready(tmp_path: Path) -> None:
