@@ -3,7 +3,10 @@
 (a) K readings (simulated phones, 42 readings a batch) are written to a fresh topic, then
     drained with the job's available-now mode: parse → dedupe → clean → per-device windows →
     lake. Baseline in the same run: a bare Spark Kafka → Parquet copy of the same topic.
-    Figures: readings/s for each and their ratio.
+    Figures: readings/s for each and their ratio. Both are run twice in one Spark session, each
+    time into a fresh lake and checkpoint: the first drain pays the session's one-time costs (the
+    JVM compiling Spark's hot paths, Python workers starting); the second measures what a running
+    job sustains, and is the figure the goal is judged on. The first is reported too.
 
 (b) Freshness (bench/freshness.py): D phones posting steadily in real time with a promoted
     model; seconds from a window's end to its micro-batch's lake write and to its prediction on
@@ -97,6 +100,18 @@ def full_job(spark, kafka: KafkaSettings, topic: str, folder: Path) -> tuple[flo
     return elapsed, {**totals, "batches": phases}
 
 
+def throughput(readings: int, copy_s: float, job_s: float, totals: dict) -> dict:
+    return {
+        "bare_copy_seconds": round(copy_s, 2),
+        "bare_copy_readings_per_s": round(readings / copy_s, 1),
+        "job_seconds": round(job_s, 2),
+        "job_readings_per_s": round(readings / job_s, 1),
+        "ratio_to_bare_copy": round(copy_s / job_s, 3),
+        "windows": totals.get("windows"),
+        "job_batches": totals.get("batches"),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--readings", type=int, default=400_000)
@@ -113,30 +128,32 @@ def main() -> None:
         spark = build_spark_session(SparkSettings(master="local[2]"),
                                     JvmSettings(), app_name="mbd-bench-streaming")  # fmt: skip
         spark.sparkContext.setLogLevel("ERROR")
-        copy_s = bare_copy(spark, kafka, topic, Path(tmp))
-        job_s, totals = full_job(spark, kafka, topic, Path(tmp))
-        print(f"throughput: {readings / job_s:.0f} readings/s", flush=True)
+        drains = {}
+        for drain in ("first", "second"):
+            folder = Path(tmp) / drain
+            copy_s = bare_copy(spark, kafka, topic, folder)
+            job_s, totals = full_job(spark, kafka, topic, folder)
+            drains[drain] = (copy_s, job_s, totals)
+            print(f"{drain} drain: {readings / job_s:.0f} readings/s "
+                  f"(bare copy {readings / copy_s:.0f}/s)", flush=True)  # fmt: skip
         fresh = freshness.measure(spark, kafka, Path(tmp), phones=args.phones,
                                   seconds=args.live_seconds, trigger_s=args.trigger,
                                   lateness_s=args.lateness)  # fmt: skip
         spark.stop()
 
+    copy_s, job_s, totals = drains["second"]
     summary = {
         "benchmark": "streaming",
         "machine": f"{platform.node()} {os.cpu_count()} cores",
         "readings": readings,
         "devices": args.devices,
-        "bare_copy_seconds": round(copy_s, 2),
-        "bare_copy_readings_per_s": round(readings / copy_s, 1),
-        "job_seconds": round(job_s, 2),
-        "job_readings_per_s": round(readings / job_s, 1),
-        "ratio_to_bare_copy": round(copy_s / job_s, 3),
-        "windows": totals.get("windows"),
-        "job_batches": totals.get("batches"),
+        **throughput(readings, copy_s, job_s, totals),
+        "first_drain": throughput(readings, *drains["first"]),
         "goal_readings_per_s": 50_000,
         "freshness": fresh,
         "goal_freshness_p95_s": 10.0,
-        "note": "job time includes Spark's start of the query and the idle flush of every phone",
+        "note": "the second drain of the session (first_drain: the first); job time includes "
+        "Spark's start of the query and the idle flush of every phone",
     }
     print(json.dumps(summary))
 

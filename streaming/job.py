@@ -137,7 +137,7 @@ def drained(progress: dict[str, Any] | None) -> bool:
     )
 
 
-def wait_until_drained(query: StreamingQuery, *, poll_s: float = 0.5) -> None:
+def wait_until_drained(query: StreamingQuery, *, poll_s: float = 0.2) -> None:
     """Block until the query has processed everything and flushed every phone, then stop it."""
     last_batch = -1
     while query.isActive:

@@ -39,6 +39,7 @@ STREAMING = {
     "bare_copy_readings_per_s": 21673.0,
     "job_readings_per_s": 4564.0,
     "ratio_to_bare_copy": 0.211,
+    "first_drain": {"bare_copy_readings_per_s": 9870.0, "job_readings_per_s": 3012.0},
     "goal_readings_per_s": 50_000,
     "goal_freshness_p95_s": 10.0,
     "freshness": {
@@ -136,6 +137,7 @@ def test_every_benchmark_gets_a_row_with_its_headline_figures_goal_date_and_comm
 
     streaming = rows["streaming"]
     assert "job 4,564 readings/s vs bare Kafka→Parquet copy 21,673/s (ratio 0.211)" in streaming[1]
+    assert "the session's first drain 3,012 readings/s vs 9,870/s" in streaming[1]
     assert "→ prediction p50 21.3 s, p95 26.9 s" in streaming[1]
     assert "window end → prediction p95 ≤ 10 s: **not met**" in streaming[2]
 
@@ -165,6 +167,15 @@ def test_soak_row_has_memory_per_service_restarts_lag_and_model() -> None:
     assert "promoted model v3" in figures
     assert "gateway accepted 150,000 batches; the simulator counted 150,012 accepted" in figures
     assert "no service restarted: **not met**" in goal
+
+
+def test_a_streaming_run_without_a_first_drain_still_gets_its_row() -> None:
+    older = {key: value for key, value in STREAMING.items() if key != "first_drain"}
+    streaming = rendered({"streaming": older})["streaming"]
+
+    assert streaming[0] == "ok"
+    assert "ratio 0.211)<br>" in streaming[1]
+    assert "first drain" not in streaming[1]
 
 
 def test_missing_failed_and_malformed_results_show_as_failed_rows() -> None:
