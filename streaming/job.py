@@ -80,9 +80,12 @@ class ProgressStatus(threading.Thread):
         self._written: tuple[Any, ...] | None = None
 
     def run(self) -> None:
-        while not self._stop_polling.wait(self.poll_s) and self.query.isActive:
+        try:
+            while not self._stop_polling.wait(self.poll_s) and self.query.isActive:
+                self.write()
             self.write()
-        self.write()
+        except Exception as error:  # the session is gone: nothing left to report
+            log.warning("stopped writing the status of query %s: %s", self.query.id, error)
 
     def write(self) -> None:
         progress = self.query.lastProgress
