@@ -143,7 +143,7 @@ def measure(spark: SparkSession, kafka: KafkaSettings, folder: Path, *, phones: 
     sent = post_steadily(kafka, topic, phones=phones, seconds=seconds, stop=threading.Event())
     time.sleep(lateness_s + 4 * trigger_s + 10)  # let the last windows through
     durations = [p["batchDuration"] for p in query.recentProgress if p["numInputRows"]]
-    query.stop()
+    job.stop(query)
     stop.set()
     listener.join(timeout=10)
 

@@ -4,9 +4,10 @@
     drained with the job's available-now mode: parse → dedupe → clean → per-device windows →
     lake. Baseline in the same run: a bare Spark Kafka → Parquet copy of the same topic.
     Figures: readings/s for each and their ratio. Both are run twice in one Spark session, each
-    time into a fresh lake and checkpoint: the first drain pays the session's one-time costs (the
-    JVM compiling Spark's hot paths, Python workers starting); the second measures what a running
-    job sustains, and is the figure the goal is judged on. The first is reported too.
+    time into a fresh lake and checkpoint. The first drain pays the session's one-time costs (the
+    bare copy, which runs no Python, is about 4× slower in it too; the JVM is still compiling); the
+    second is nearer what a running job sustains, and is the figure the goal is judged on. The
+    first is reported too.
 
 (b) Freshness (bench/freshness.py): D phones posting steadily in real time with a promoted
     model; seconds from a window's end to its micro-batch's lake write and to its prediction on

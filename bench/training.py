@@ -12,9 +12,10 @@ window code, cached under .cache/bench/):
 to a CPU of their own (``taskset``). A worker's ``--cores`` only caps its concurrent tasks, and
 unpinned, TensorFlow's input pipeline threads of (b)'s single worker ran on the idle second CPU,
 which made (b) faster than one core and the speedup smaller (1.4-1.5× unpinned; pinned, 2.01×
-in a run on 2026-11-23, 1.57× and 1.62× in two runs on 2026-11-24, when the VM trained faster and
-each round's fixed work, which two workers do not halve, weighed more). The driver (averaging,
-validation) is not pinned, as it would be a machine of its own.
+in a run on 2026-11-23, 1.57× and 1.62× in two runs on 2026-11-24, when the VM trained faster;
+in the 1.57× run's history a round spent about 1.4 s (b) and 0.9 s (c) outside its slowest
+partial training, time a second worker does not halve). The driver (averaging, validation) is
+not pinned, as it would be a machine of its own.
 
 For each: wall time from the start of training to the first round whose validation accuracy
 reaches the common target, final held-out accuracy and macro-F1 (devices split, never windows).

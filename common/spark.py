@@ -25,7 +25,9 @@ if TYPE_CHECKING:
 # file's link status: without Hadoop's native library (pip's pyspark has none) that forks
 # `readlink` for every checkpoint and state file, ~130 processes per drain of the streaming bench.
 # The FileSystem-based manager renames with plain Java I/O; Spark uses it wherever FileContext is
-# unavailable, with the same write-to-temp-then-rename contract. `extra_conf` can set another.
+# unavailable. Both write a temporary file and rename it into place after checking the target is
+# absent; on a local disk neither guards against two queries sharing one checkpoint (one query
+# per checkpoint is Spark's rule anyway). `extra_conf` can name another manager.
 CHECKPOINT_FILE_MANAGER = (
     "org.apache.spark.sql.execution.streaming.FileSystemBasedCheckpointFileManager"
 )

@@ -8,9 +8,10 @@ from it (0.11 s a call in a fresh worker; 8.2 s of worker time over three drains
 ``bench.streaming``'s topic, profiled with py-spy); and modules imported from an archive are
 compiled from source in every new worker, since no ``.pyc`` is kept.
 
-Where PySpark and py4j are installed as packages (the venv, or a cluster node's image), this
-daemon drops those archives from the path before it starts PySpark's own daemon, and the workers
-it forks import the installed packages. Elsewhere the path stays as Spark set it.
+Where PySpark and py4j are installed as packages (the venv, or a cluster node's image) and the
+archives are that PySpark's own, this daemon drops them from the path before it starts PySpark's
+own daemon, and the workers it forks import the installed packages. Elsewhere the path stays as
+Spark set it.
 ``common.spark`` names this module in ``spark.python.daemon.module``.
 """
 
@@ -34,11 +35,20 @@ def is_spark_archive(entry: str) -> bool:
 
 
 def lean_path(path: list[str]) -> list[str]:
-    """``path`` without Spark's archives if PySpark and py4j are importable without them."""
-    lean = [entry for entry in path if not is_spark_archive(entry)]
-    if all(PathFinder.find_spec(module, lean) is not None for module in _NEEDED):
-        return lean
-    return path
+    """``path`` without the archives of the PySpark that is also installed as a package.
+
+    Only archives inside that package's own folder go (pip's pyspark keeps its zips and jars
+    there), so a node whose ``SPARK_HOME`` is another Spark keeps importing that Spark's PySpark.
+    """
+    candidates = [entry for entry in path if not is_spark_archive(entry)]
+    pyspark = PathFinder.find_spec("pyspark", candidates)
+    if pyspark is None or pyspark.origin is None or not PathFinder.find_spec("py4j", candidates):
+        return path
+    home = PurePath(pyspark.origin).parent
+    return [
+        entry for entry in path
+        if not (is_spark_archive(entry) and PurePath(entry).is_relative_to(home))
+    ]  # fmt: skip
 
 
 def main() -> None:

@@ -218,7 +218,9 @@ def cmd_stream(args: argparse.Namespace) -> int:
         else:
             query.awaitTermination()
     except KeyboardInterrupt:
-        query.stop()
+        pass
+    finally:
+        job.stop(query)
     if query.exception() is not None:
         print(f"mbd: streaming query failed: {query.exception()}", file=sys.stderr)
         return 1

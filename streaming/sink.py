@@ -83,6 +83,9 @@ class LakeWriter:
         self.scorer = scorer
         self.totals: Counter[str] = Counter()
         self.last: dict[str, Any] = {}
+        # The status's view: the last batch and the totals up to it, replaced in one assignment
+        # so that a reader on another thread never sees one batch's figures with another's.
+        self.written: dict[str, Any] = {"last_batch": {}, "totals": {}}
 
     @property
     def windows_path(self) -> Path:
@@ -128,6 +131,7 @@ class LakeWriter:
             "predictions": predictions,
             "write_ms": round((time.perf_counter() - started) * 1000, 1),
         }
+        self.written = {"last_batch": dict(self.last), "totals": dict(self.totals)}
         log.info("batch %d: %d windows, quarantined %s, %d duplicate batches",
                  batch_id, len(windows), dict(quarantined) or "nothing", duplicates)  # fmt: skip
 

@@ -27,6 +27,13 @@ def test_the_archives_go_when_pyspark_and_py4j_are_installed() -> None:
     assert lean_path(path) == ["/tmp/userFiles-1", site_packages]
 
 
+def test_archives_of_another_spark_home_stay() -> None:
+    site_packages = str(HOME.parent)
+    other = ["/opt/spark/python/lib/pyspark.zip", "/opt/spark/python/lib/py4j-0.10.9.9-src.zip",
+             "/opt/spark/jars/spark-core_2.13-4.0.0.jar"]  # fmt: skip
+    assert lean_path([*other, site_packages]) == [*other, site_packages]
+
+
 def test_the_path_stays_when_only_the_archives_hold_pyspark(tmp_path: Path) -> None:
     path = [*SPARK_ARCHIVES, str(tmp_path)]
     assert lean_path(path) == path

@@ -1,0 +1,87 @@
+"""The streaming job's status file, written from the query's progress without Spark's listener."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from common.settings import StreamSettings
+from streaming.job import ProgressStatus
+from streaming.sink import LakeWriter
+
+
+class Query:
+    """What the status thread asks of a streaming query."""
+
+    id, runId = "query-1", "run-1"
+
+    def __init__(self) -> None:
+        self.lastProgress: dict[str, Any] | None = None
+        self.isActive = True
+
+
+def progress(batch_id: int, *, behind: str = "0") -> dict[str, Any]:
+    return {"batchId": batch_id, "timestamp": f"2026-11-24T05:00:0{batch_id}Z",
+            "numInputRows": 40, "processedRowsPerSecond": 80.0, "batchDuration": 500,
+            "sources": [{"metrics": {"maxOffsetsBehindLatest": behind}}]}  # fmt: skip
+
+
+def status_thread(tmp_path: Path, *, poll_s: float) -> tuple[Query, LakeWriter, ProgressStatus]:
+    settings = StreamSettings(lake_dir=tmp_path / "lake", checkpoint_dir=tmp_path / "checkpoint",
+                              status_file=tmp_path / "status" / "stream.json",
+                              live_scoring=False)  # fmt: skip
+    query, writer = Query(), LakeWriter(settings)
+    return query, writer, ProgressStatus(query, settings, writer, poll_s=poll_s)
+
+
+def wait_for(condition, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
+
+
+def test_finishing_writes_the_last_batch_with_the_lake_writers_figures(tmp_path: Path) -> None:
+    query, writer, status = status_thread(tmp_path, poll_s=60)
+    status.start()
+    query.lastProgress = progress(3, behind="12")
+    writer.written = {"last_batch": {"batch_id": 3, "windows": 7}, "totals": {"windows": 20}}
+    status.finish()
+
+    written = json.loads((tmp_path / "status" / "stream.json").read_text())
+    assert written["batch_id"] == 3 and written["input_rows"] == 40
+    assert written["offsets_behind_latest"] == "12"
+    assert written["last_batch"] == {"batch_id": 3, "windows": 7}
+    assert written["totals"] == {"windows": 20}
+    assert not status.is_alive()
+
+
+def test_nothing_is_written_before_the_first_batch(tmp_path: Path) -> None:
+    _, _, status = status_thread(tmp_path, poll_s=0.01)
+    status.start()
+    status.finish()
+    assert not (tmp_path / "status").exists()
+
+
+def test_a_failed_write_is_tried_again_and_polling_ends_with_the_query(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    query, _, status = status_thread(tmp_path, poll_s=0.02)
+    (tmp_path / "status").write_text("a file where the status folder should be")
+    query.lastProgress = progress(1)
+    with caplog.at_level(logging.WARNING, logger="streaming.job"):
+        status.start()
+        wait_for(lambda: caplog.text.count("could not write the status") >= 2)
+    assert status.is_alive()
+
+    (tmp_path / "status").unlink()
+    wait_for(lambda: (tmp_path / "status" / "stream.json").exists())
+    query.lastProgress, query.isActive = progress(2), False
+    status.join(timeout=10)
+    assert not status.is_alive()
+    assert json.loads((tmp_path / "status" / "stream.json").read_text())["batch_id"] == 2
