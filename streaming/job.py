@@ -189,10 +189,9 @@ def wait_until_drained(query: StreamingQuery, *, poll_s: float = 0.2) -> None:
         if progress and progress["batchId"] != last_batch:
             last_batch = progress["batchId"]
             if drained(progress):
-                query.stop()
                 break
         time.sleep(poll_s)
-    _finish_status(query)
+    stop(query)
     if query.exception() is not None:
         raise query.exception()
 
@@ -200,10 +199,6 @@ def wait_until_drained(query: StreamingQuery, *, poll_s: float = 0.2) -> None:
 def stop(query: StreamingQuery) -> None:
     """Stop the query (if it still runs) and write its last status."""
     query.stop()
-    _finish_status(query)
-
-
-def _finish_status(query: StreamingQuery) -> None:
     status = _STATUS.pop(query.runId, None)
     if status is not None:
         status.finish()

@@ -82,7 +82,6 @@ class LakeWriter:
         self.settings = settings
         self.scorer = scorer
         self.totals: Counter[str] = Counter()
-        self.last: dict[str, Any] = {}
         # The status's view: the last batch and the totals up to it, replaced in one assignment
         # so that a reader on another thread never sees one batch's figures with another's.
         self.written: dict[str, Any] = {"last_batch": {}, "totals": {}}
@@ -123,7 +122,7 @@ class LakeWriter:
             {"windows": len(windows), "duplicates": duplicates, "predictions": predictions}
         )
         self.totals.update({f"quarantined.{k}": v for k, v in quarantined.items()})
-        self.last = {
+        last_batch = {
             "batch_id": batch_id,
             "windows": len(windows),
             "quarantined": dict(quarantined),
@@ -131,7 +130,7 @@ class LakeWriter:
             "predictions": predictions,
             "write_ms": round((time.perf_counter() - started) * 1000, 1),
         }
-        self.written = {"last_batch": dict(self.last), "totals": dict(self.totals)}
+        self.written = {"last_batch": last_batch, "totals": dict(self.totals)}
         log.info("batch %d: %d windows, quarantined %s, %d duplicate batches",
                  batch_id, len(windows), dict(quarantined) or "nothing", duplicates)  # fmt: skip
 
