@@ -1,10 +1,10 @@
-"""labels10's rule for "pretraining helps": a one-sided sign test over the draws."""
+"""The training bench's figures: labels10's sign test and the (c)-over-(b) partial slowdown."""
 
 from __future__ import annotations
 
 import pytest
 
-from bench.training import draws_needed_to_help, sign_test_p
+from bench.training import draws_needed_to_help, partial_slowdown, sign_test_p
 
 
 def test_sign_test_p_is_the_binomial_tail_under_no_effect() -> None:
@@ -21,3 +21,21 @@ def test_draws_needed_is_the_fewest_gains_the_test_accepts(draws: int, needed: i
 
 def test_too_few_draws_can_never_show_help() -> None:
     assert draws_needed_to_help(4) is None  # even 4 of 4 happens by chance 1 time in 16
+
+
+def _run(*rounds: tuple[str, int, float, float | None]) -> dict:
+    return {"history": [{"phase": phase, "round": r, "partial_s": partial, "val_accuracy": acc}
+                        for phase, r, partial, acc in rounds]}  # fmt: skip
+
+
+def test_partial_slowdown_compares_the_rounds_both_ran_to_the_target() -> None:
+    b = _run(("pretrain-0", 0, 4.0, None), ("finetune", 0, 2.0, 0.98), ("finetune", 1, 2.0, 0.99))
+    # (c) needs one round more to reach the target: that round has no (b) round to match
+    c = _run(("pretrain-0", 0, 6.0, None), ("finetune", 0, 3.0, 0.95), ("finetune", 1, 9.0, 0.98))
+    assert partial_slowdown(b, c, target=0.97) == pytest.approx(9.0 / 6.0)
+
+
+def test_partial_slowdown_is_none_when_a_run_never_reaches_the_target() -> None:
+    b = _run(("finetune", 0, 2.0, 0.98))
+    c = _run(("finetune", 0, 2.0, 0.90))
+    assert partial_slowdown(b, c, target=0.97) is None
