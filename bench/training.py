@@ -178,16 +178,11 @@ def rounds_to_target(metrics: dict[str, Any], target: float) -> list[dict[str, A
     return None
 
 
-def time_to_target(metrics: dict[str, Any], target: float) -> float | None:
-    rounds = rounds_to_target(metrics, target)
-    return None if rounds is None else float(rounds[-1]["elapsed_s"])
-
-
 def figures(metrics: dict[str, Any], target: float) -> dict[str, Any]:
     finetune = [e for e in metrics["history"] if e["phase"] == "finetune"]
     rounds = rounds_to_target(metrics, target)
     return {
-        "seconds_to_target": time_to_target(metrics, target),
+        "seconds_to_target": None if rounds is None else float(rounds[-1]["elapsed_s"]),
         # each round's slowest partial model from its task's start (round 0's includes the worker
         # loading TensorFlow and building the models), summed: the round trips left out
         "partial_seconds_to_target": (

@@ -21,8 +21,6 @@ import sys
 from importlib.machinery import PathFinder
 from pathlib import PurePath
 
-_NEEDED = ("pyspark", "py4j")
-
 
 def is_spark_archive(entry: str) -> bool:
     """A path entry Spark adds for its own Python code: a jar, ``pyspark.zip`` or py4j's zip."""
