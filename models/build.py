@@ -1,8 +1,9 @@
 """The Keras models of the activity recogniser, rebuilt from configuration.
 
 The classifier takes a window tensor exactly as the lake stores it (``samples × 3`` values,
-flattened sample by sample, in m/s²), normalises it per axis with statistics frozen into the
-model, passes it through the stacked encoder layers ``encoder_0 … encoder_{k-1}`` and a softmax
+flattened sample by sample, in m/s²), turns it into features with statistics frozen into the
+model (each axis standardised, plus the magnitude channel of :mod:`models.features`), passes
+them through the stacked encoder layers ``encoder_0 … encoder_{k-1}`` and a softmax
 head ``activity``. Each encoder layer is pretrained on its own as a denoising autoencoder
 (:func:`build_autoencoder`) whose ``encoder`` weights are then copied into the classifier.
 A saved model needs nothing but Keras to load, so the API and the streaming job serve it as is.
@@ -13,8 +14,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
-
-import numpy as np
 
 from common.settings import ModelSettings
 
@@ -34,6 +33,9 @@ class ModelSpec:
     dropout: float
     axis_mean: tuple[float, float, float]
     axis_std: tuple[float, float, float]
+    # the magnitude channel's statistics; None: no such channel (models before 2026-11-24)
+    magnitude_mean: float | None = None
+    magnitude_std: float | None = None
 
     @classmethod
     def from_settings(
@@ -44,9 +46,15 @@ class ModelSpec:
         classes: Sequence[str],
         axis_mean: Sequence[float],
         axis_std: Sequence[float],
+        magnitude: Sequence[float] | None = None,
     ) -> ModelSpec:
+        """``magnitude``: (mean, std) of the acceleration's magnitude, when the settings ask
+        for that channel."""
         if input_dim % 3:
             raise ValueError(f"a window tensor has 3 axes per sample; input_dim {input_dim} is not")
+        if settings.magnitude_channel and magnitude is None:
+            raise ValueError("magnitude_channel is on: give the magnitude's (mean, std)")
+        mean, std = magnitude if settings.magnitude_channel else (None, None)  # type: ignore[misc]
         return cls(
             input_dim=input_dim,
             classes=tuple(classes),
@@ -56,6 +64,8 @@ class ModelSpec:
             dropout=settings.dropout,
             axis_mean=tuple(float(v) for v in axis_mean),  # type: ignore[arg-type]
             axis_std=tuple(max(float(v), 1e-6) for v in axis_std),  # type: ignore[arg-type]
+            magnitude_mean=None if mean is None else float(mean),
+            magnitude_std=None if std is None else max(float(std), 1e-6),
         )
 
     @classmethod
@@ -70,16 +80,18 @@ class ModelSpec:
 
     def layer_input_dim(self, layer: int) -> int:
         """Width of what encoder layer ``layer`` reads."""
-        return self.input_dim if layer == 0 else self.encoder_units[layer - 1]
+        if layer:
+            return self.encoder_units[layer - 1]
+        return self.input_dim // 3 * (3 if self.magnitude_mean is None else 4)
 
 
 def _normaliser(spec: ModelSpec) -> keras.layers.Layer:
-    import keras
+    from models.features import WindowFeatures
 
-    samples = spec.input_dim // 3
-    mean = np.tile(np.asarray(spec.axis_mean, np.float32), samples)
-    variance = np.tile(np.square(np.asarray(spec.axis_std, np.float32)), samples)
-    return keras.layers.Normalization(mean=mean, variance=variance, name="normalise")
+    return WindowFeatures(
+        samples=spec.input_dim // 3, axis_mean=spec.axis_mean, axis_std=spec.axis_std,
+        magnitude_mean=spec.magnitude_mean, magnitude_std=spec.magnitude_std, name="normalise",
+    )  # fmt: skip
 
 
 def build_classifier(spec: ModelSpec) -> keras.Model:

@@ -136,10 +136,12 @@ def collect(windows: DataFrame, input_dim: int) -> WindowArrays:
     return WindowArrays(x, y, devices)
 
 
-def axis_moments(x: np.ndarray) -> tuple[np.ndarray, int]:
-    """Per-axis (sum, sum of squares) as a (2, 3) array, and the number of samples behind it."""
+def channel_moments(x: np.ndarray) -> tuple[np.ndarray, int]:
+    """(sum, sum of squares) per channel (x, y, z, magnitude) as a (2, 4) array, and the number
+    of samples behind it."""
     samples = x.reshape(-1, 3).astype(np.float64)
-    return np.stack([samples.sum(axis=0), np.square(samples).sum(axis=0)]), len(samples)
+    channels = np.column_stack([samples, np.sqrt(np.square(samples).sum(axis=1))])
+    return np.stack([channels.sum(axis=0), np.square(channels).sum(axis=0)]), len(samples)
 
 
 def mean_std(moments: Sequence[tuple[np.ndarray, int]]) -> tuple[np.ndarray, np.ndarray]:

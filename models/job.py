@@ -24,8 +24,8 @@ from models.build import ModelSpec
 from models.data import (
     NotEnoughData,
     WindowArrays,
-    axis_moments,
     borrowed_validation_devices,
+    channel_moments,
     class_weights,
     collect,
     lake_windows,
@@ -53,7 +53,7 @@ class TrainOutcome:
 
 
 def _moments(x: np.ndarray, y: np.ndarray, partition: int) -> tuple[np.ndarray, int]:
-    return axis_moments(x)
+    return channel_moments(x)
 
 
 def _class_counts(n_classes: int, x: np.ndarray, y: np.ndarray, partition: int) -> list[int]:
@@ -150,8 +150,9 @@ def train_once(
                 )
         mean, std = mean_std(runner.map_partitions(_moments))
         spec = ModelSpec.from_settings(
-            settings.model, input_dim=input_dim, classes=classes, axis_mean=mean, axis_std=std
-        )
+            settings.model, input_dim=input_dim, classes=classes, axis_mean=mean[:3],
+            axis_std=std[:3], magnitude=(mean[3], std[3]),
+        )  # fmt: skip
         trainer = Trainer(
             spec=spec,
             runner=runner,

@@ -267,6 +267,8 @@ class Registry:
         try:
             import keras
 
+            import models.features  # noqa: F401  registers the layer the models begin with
+
             return keras.saving.load_model(str(path), compile=False)
         except Exception as error:
             detail = " ".join(str(error).split())  # Keras errors span lines; ours is one

@@ -28,6 +28,7 @@ def spec_json(encoder_units: tuple[int, ...] = (16,)) -> dict[str, Any]:
     spec = ModelSpec(
         input_dim=INPUT_DIM, classes=CLASSES, encoder_units=encoder_units, activation="relu",
         noise_stddev=0.0, dropout=0.0, axis_mean=(0.0, 9.8, 0.0), axis_std=(3.0, 3.0, 3.0),
+        magnitude_mean=9.8, magnitude_std=2.0,
     )  # fmt: skip
     return spec.to_json()
 

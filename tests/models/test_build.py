@@ -21,9 +21,14 @@ CLASSES = ("walking", "jogging", "upstairs", "downstairs", "sitting", "standing"
 
 
 def spec(**changes: object) -> ModelSpec:
-    settings = ModelSettings(encoder_units=(16, 8), dropout=0.0)
+    settings = ModelSettings(encoder_units=(16, 8), dropout=0.0, magnitude_channel=True)
     base = ModelSpec.from_settings(
-        settings, input_dim=30, classes=CLASSES, axis_mean=(0.0, 9.8, 1.0), axis_std=(2, 4, 1)
+        settings,
+        input_dim=30,
+        classes=CLASSES,
+        axis_mean=(0.0, 9.8, 1.0),
+        axis_std=(2, 4, 1),
+        magnitude=(9.0, 2.0),
     )
     return ModelSpec.from_json({**base.to_json(), **changes})
 
@@ -37,12 +42,31 @@ def test_classifier_outputs_a_distribution_over_the_classes() -> None:
     assert names[1:] == ["normalise", "encoder_0", "encoder_1", "activity"]
 
 
-def test_the_frozen_normaliser_standardises_each_axis() -> None:
+def test_the_frozen_features_standardise_each_axis_and_the_magnitude() -> None:
     stack = build_encoder_stack(spec(), 0)
-    window = np.tile(np.array([2.0, 17.8, 1.0], np.float32), 10)[None, :]  # mean + (1, 2, 0) std
-    np.testing.assert_allclose(
-        np.asarray(stack(window))[0], np.tile([1.0, 2.0, 0.0], 10), atol=1e-5
-    )
+    sample = np.array([2.0, 17.8, 1.0], np.float32)  # the axis means plus (1, 2, 0) stds
+    features = np.asarray(stack(np.tile(sample, 10)[None, :]))[0]
+    assert features.shape == (40,) == (spec().layer_input_dim(0),)
+    np.testing.assert_allclose(features[:30], np.tile([1.0, 2.0, 0.0], 10), atol=1e-5)
+    np.testing.assert_allclose(features[30:], (np.linalg.norm(sample) - 9.0) / 2.0, rtol=1e-5)
+
+
+def test_a_spec_without_the_magnitude_channel_reads_the_axes_alone() -> None:
+    # as every model saved before the channel existed: its config has no magnitude fields
+    old = {k: v for k, v in spec().to_json().items() if not k.startswith("magnitude")}
+    s = ModelSpec.from_json(old)
+    assert s.magnitude_mean is None and s.layer_input_dim(0) == 30
+    assert build_encoder_stack(s, 0).output_shape == (None, 30)
+    off = ModelSpec.from_settings(  # the default: the statistics are not used
+        ModelSettings(), input_dim=30, classes=CLASSES,
+        axis_mean=(0, 0, 0), axis_std=(1, 1, 1), magnitude=(9.8, 2.0),
+    )  # fmt: skip
+    assert off.magnitude_mean is None
+    with pytest.raises(ValueError, match=r"magnitude_channel is on: give the magnitude"):
+        ModelSpec.from_settings(
+            ModelSettings(magnitude_channel=True), input_dim=30, classes=CLASSES,
+            axis_mean=(0, 0, 0), axis_std=(1, 1, 1),
+        )  # fmt: skip
 
 
 def test_saved_model_reloads_with_the_same_predictions(tmp_path) -> None:
@@ -58,7 +82,7 @@ def test_saved_model_reloads_with_the_same_predictions(tmp_path) -> None:
 def test_autoencoder_reconstructs_its_layer_input_and_its_encoder_moves_across() -> None:
     s = spec()
     first, second = build_autoencoder(s, 0), build_autoencoder(s, 1)
-    assert first.input_shape == (None, 30) and first.output_shape == (None, 30)
+    assert first.input_shape == (None, 40) and first.output_shape == (None, 40)
     assert second.input_shape == (None, 16) and second.output_shape == (None, 16)
     classifier = build_classifier(s)
     copy_encoder(second, classifier, 1)

@@ -7,8 +7,8 @@ import pytest
 
 from common.settings import TrainSettings
 from models.data import (
-    axis_moments,
     borrowed_validation_devices,
+    channel_moments,
     class_weights,
     collect,
     device_split,
@@ -62,9 +62,10 @@ def test_windows_of_another_window_size_are_left_out(spark, tmp_path):
 
 def test_normalisation_statistics_and_class_weights() -> None:
     x = np.array([[1.0, 10.0, 0.0, 3.0, 10.0, 0.0]], np.float32)
-    mean, std = mean_std([axis_moments(x[:, :3]), axis_moments(x[:, 3:])])
-    np.testing.assert_allclose(mean, [2.0, 10.0, 0.0])
-    np.testing.assert_allclose(std, [1.0, 0.0, 0.0])
+    mean, std = mean_std([channel_moments(x[:, :3]), channel_moments(x[:, 3:])])
+    magnitudes = np.array([101.0, 109.0]) ** 0.5  # of (1, 10, 0) and (3, 10, 0)
+    np.testing.assert_allclose(mean, [2.0, 10.0, 0.0, magnitudes.mean()])
+    np.testing.assert_allclose(std, [1.0, 0.0, 0.0, magnitudes.std()], atol=1e-6)
     assert class_weights([30, 10, 0]) == (40 / 60, 40 / 20, 0.0)
     assert class_weights([30, 10, 0], "sqrt") == pytest.approx(((40 / 60) ** 0.5, 2**0.5, 0.0))
     assert class_weights([30, 10], "none") is None

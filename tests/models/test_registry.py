@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import subprocess
+import sys
 import time
 import zipfile
 from collections.abc import Callable
@@ -173,6 +175,40 @@ def test_a_damaged_model_is_never_promoted(
     assert problem in str(caught.value)
     assert registry.current_version() == 1
     assert len(registry.history()) == 1
+
+
+def test_a_fresh_process_loads_a_classifier_with_its_feature_layer(
+    registry: Registry, tmp_path: Path
+) -> None:
+    """The API and the streaming job load models through the registry alone: it must register
+    the layer every classifier begins with."""
+    import numpy as np
+
+    from common.settings import ModelSettings
+    from models.build import ModelSpec, build_classifier
+
+    spec = ModelSpec.from_settings(
+        ModelSettings(encoder_units=(8,), magnitude_channel=True), input_dim=30, classes=("a", "b"),
+        axis_mean=(0, 9.8, 0), axis_std=(3, 3, 3), magnitude=(9.8, 2.0),
+    )  # fmt: skip
+    model = build_classifier(spec)
+    model.save(tmp_path / "model.keras")
+    registry.promote(
+        publish_version(registry, model_bytes=(tmp_path / "model.keras").read_bytes()).version,
+        reason="test",
+    )
+    x = np.random.default_rng(0).normal(9, 3, size=(4, 30)).astype("f4")
+    np.save(tmp_path / "x.npy", x)
+    script = (
+        "import sys, numpy as np; from models.registry import Registry; "
+        "m = Registry(sys.argv[1]).load_model(); "
+        "np.save(sys.argv[3], np.asarray(m(np.load(sys.argv[2]))))"
+    )
+    out = tmp_path / "p.npy"
+    arguments = [str(registry.root), str(tmp_path / "x.npy"), str(out)]
+    subprocess.run([sys.executable, "-c", script, *arguments], check=True,
+                   env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})  # fmt: skip
+    np.testing.assert_allclose(np.load(out), np.asarray(model(x)), rtol=1e-5)
 
 
 def test_load_model_names_a_missing_file(registry: Registry) -> None:
