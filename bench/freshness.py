@@ -38,7 +38,8 @@ CLASSES = ("walking", "jogging", "upstairs", "downstairs", "sitting", "standing"
 
 def promote_untrained_model(registry: Registry) -> int:
     spec = ModelSpec.from_settings(ModelSettings(), input_dim=600, classes=CLASSES,
-                                   axis_mean=(0, 9.8, 0), axis_std=(3, 3, 3))  # fmt: skip
+                                   axis_mean=(0, 9.8, 0), axis_std=(3, 3, 3),
+                                   magnitude=(9.8, 3.0))  # fmt: skip
     model = build_classifier(spec)
     version = save_version(registry, model, config={"spec": spec.to_json()}, metrics={}).version
     registry.promote(version, reason="freshness benchmark")

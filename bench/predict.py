@@ -48,7 +48,7 @@ def publish_default_model(registry: Registry, window: WindowSettings) -> int:
 
     spec = ModelSpec.from_settings(ModelSettings(), input_dim=window.samples * 3,
                                    classes=DEFAULT_CLASSES, axis_mean=(0.0, 9.8, 0.0),
-                                   axis_std=(3.0, 3.0, 3.0))  # fmt: skip
+                                   axis_std=(3.0, 3.0, 3.0), magnitude=(9.8, 3.0))  # fmt: skip
     staging = registry.staging()
     build_classifier(spec).save(staging / "model.keras")
     (staging / "config.json").write_text(json.dumps({"spec": spec.to_json(), "train": {}}))

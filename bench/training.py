@@ -54,9 +54,10 @@ verdict): 4 of the 8 untied draws gained, mean +0.011 ± 0.032, not measurable h
 same draw differ by about 0.01 (draw 1: +0.000 and +0.004 before, −0.011 in that run).
 
 ``per_class_draws_gained_lost`` tells where the macro gain comes from. In that run (counted from
-its saved metrics) pretraining raised the F1 of jogging in 10 draws, upstairs in 9, standing in
-8 and walking in 6, and lowered downstairs in 7 (mean −0.057): the rarest class, confused with
-walking, and the one that limits macro-F1. With ``MBD_MODEL_MAGNITUDE_CHANNEL=true`` (a fourth
+its saved metrics in the bench's cache, since overwritten) pretraining raised the F1 of jogging
+in 10 draws, upstairs in 9, standing in 8 and walking in 6 (lowered in 2), and lowered
+downstairs in 7 (mean −0.057): the class confused with walking, and the one that limits
+macro-F1. With ``MBD_MODEL_MAGNITUDE_CHANNEL=true`` (a fourth
 input channel, models/features.py; bench/results/training-labels10-magnitude.json) both arms
 score higher (0.921 with pretraining, 0.929 without), and pretraining still lowers downstairs
 (in 8 draws): 3 of 9 untied draws gained, mean −0.008 ± 0.015.
@@ -284,6 +285,18 @@ def draws_needed_to_help(draws: int) -> int | None:
     return next((k for k in range(draws + 1) if sign_test_p(k, draws) <= SIGN_TEST_P), None)
 
 
+def per_class_draws_gained_lost(draws: list[dict[str, Any]]) -> dict[str, list[int]]:
+    """Where the macro gain comes from: per class, in how many draws pretraining raised its F1
+    and in how many it lowered it (by at least ``TIE``)."""
+    return {
+        name: [
+            sum(row["f1_gain_per_class"][name] >= TIE for row in draws),
+            sum(row["f1_gain_per_class"][name] <= -TIE for row in draws),
+        ]
+        for name in draws[0]["f1_gain_per_class"]
+    }
+
+
 def run_labels10(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     """Pretrained against not, paired per draw of annotating phones; the gain and its spread."""
     devices = args.labels10_devices or args.devices
@@ -343,14 +356,7 @@ def run_labels10(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             "draws_with_gain": helped,
             "draws_tied": len(gains) - len(untied),
             "sign_test_p": round(sign_test_p(helped, len(untied)), 4) if untied else None,
-            # where the macro gain comes from: per class, the draws it gained and lost F1 in
-            "per_class_draws_gained_lost": {
-                name: [
-                    sum(row["f1_gain_per_class"][name] >= TIE for row in draws),
-                    sum(row["f1_gain_per_class"][name] <= -TIE for row in draws),
-                ]
-                for name in draws[0]["f1_gain_per_class"]
-            },
+            "per_class_draws_gained_lost": per_class_draws_gained_lost(draws),
         },
         "pretraining_gain_macro_f1_at_10pct_labels": round(mean, 4),
         "goals": {"pretraining_helps": helps},
@@ -382,9 +388,13 @@ def main() -> None:
         parser.error(f"--draws {args.draws}: the sign test needs at least 5 draws to tell help")
 
     CACHE.mkdir(parents=True, exist_ok=True)
+    from common.settings import ModelSettings
+
     summary: dict[str, Any] = {
         "benchmark": "training",
         "machine": f"{platform.node()} {os.cpu_count()} cores",
+        # what every run trains (its children read the same MBD_MODEL_* environment)
+        "model": ModelSettings().model_dump(mode="json"),
     }
     goals: dict[str, bool] = {}
     with tempfile.TemporaryDirectory(prefix="mbd-bench-training-") as tmp:

@@ -1,12 +1,13 @@
 """The Keras models of the activity recogniser, rebuilt from configuration.
 
 The classifier takes a window tensor exactly as the lake stores it (``samples × 3`` values,
-flattened sample by sample, in m/s²), turns it into features with statistics frozen into the
-model (each axis standardised, plus the magnitude channel of :mod:`models.features`), passes
-them through the stacked encoder layers ``encoder_0 … encoder_{k-1}`` and a softmax
+flattened sample by sample, in m/s²), standardises each axis with statistics frozen into the
+model (and, when the settings ask for it, adds the magnitude channel of :mod:`models.features`),
+passes it through the stacked encoder layers ``encoder_0 … encoder_{k-1}`` and a softmax
 head ``activity``. Each encoder layer is pretrained on its own as a denoising autoencoder
 (:func:`build_autoencoder`) whose ``encoder`` weights are then copied into the classifier.
-A saved model needs nothing but Keras to load, so the API and the streaming job serve it as is.
+A saved model without the magnitude channel needs nothing but Keras to load; one with it also
+needs :mod:`models.features` imported, which :meth:`Registry.load_model` does.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from common.settings import ModelSettings
 
@@ -33,7 +36,8 @@ class ModelSpec:
     dropout: float
     axis_mean: tuple[float, float, float]
     axis_std: tuple[float, float, float]
-    # the magnitude channel's statistics; None: no such channel (models before 2026-11-24)
+    # the magnitude channel's statistics; None: no magnitude channel (the default, and every
+    # model saved before 2026-11-24)
     magnitude_mean: float | None = None
     magnitude_std: float | None = None
 
@@ -86,6 +90,14 @@ class ModelSpec:
 
 
 def _normaliser(spec: ModelSpec) -> keras.layers.Layer:
+    if spec.magnitude_mean is None:
+        # Keras' own layer, as before the channel existed: such a model loads anywhere
+        import keras
+
+        samples = spec.input_dim // 3
+        mean = np.tile(np.asarray(spec.axis_mean, np.float32), samples)
+        variance = np.tile(np.square(np.asarray(spec.axis_std, np.float32)), samples)
+        return keras.layers.Normalization(mean=mean, variance=variance, name="normalise")
     from models.features import WindowFeatures
 
     return WindowFeatures(

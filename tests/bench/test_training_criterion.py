@@ -1,10 +1,15 @@
-"""The training bench's figures: labels10's sign test and the (c)-over-(b) partial slowdown."""
+"""The training bench's figures: labels10's sign test and per-class counts, (c) over (b)."""
 
 from __future__ import annotations
 
 import pytest
 
-from bench.training import draws_needed_to_help, partial_slowdown, sign_test_p
+from bench.training import (
+    draws_needed_to_help,
+    partial_slowdown,
+    per_class_draws_gained_lost,
+    sign_test_p,
+)
 
 
 def test_sign_test_p_is_the_binomial_tail_under_no_effect() -> None:
@@ -21,6 +26,17 @@ def test_draws_needed_is_the_fewest_gains_the_test_accepts(draws: int, needed: i
 
 def test_too_few_draws_can_never_show_help() -> None:
     assert draws_needed_to_help(4) is None  # even 4 of 4 happens by chance 1 time in 16
+
+
+def test_per_class_counts_gains_and_losses_beyond_a_tie() -> None:
+    draws = [
+        {"f1_gain_per_class": {"walking": 0.02, "downstairs": -0.05, "sitting": 0.0}},
+        {"f1_gain_per_class": {"walking": 0.0005, "downstairs": -0.001, "sitting": 0.0}},
+        {"f1_gain_per_class": {"walking": -0.03, "downstairs": 0.001, "sitting": 0.0}},
+    ]
+    assert per_class_draws_gained_lost(draws) == {
+        "walking": [1, 1], "downstairs": [1, 2], "sitting": [0, 0],
+    }  # fmt: skip
 
 
 def _run(*rounds: tuple[str, int, float, float | None]) -> dict:

@@ -30,7 +30,7 @@ def promote_small_model(registry: Registry, seed: int) -> int:
     keras.utils.set_random_seed(seed)
     spec = ModelSpec.from_settings(
         ModelSettings(encoder_units=(16,)), input_dim=600, classes=CLASSES,
-        axis_mean=(0.0, 9.8, 0.0), axis_std=(3.0, 3.0, 3.0),
+        axis_mean=(0.0, 9.8, 0.0), axis_std=(3.0, 3.0, 3.0), magnitude=(9.8, 2.0),
     )  # fmt: skip
     model = build_classifier(spec)
     version = save_version(registry, model, config={"spec": spec.to_json()}, metrics={}).version

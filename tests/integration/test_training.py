@@ -61,7 +61,7 @@ def test_a_spark_round_with_one_partition_equals_plain_local_training(spark) -> 
     ).repartition(3)
     spec = ModelSpec.from_settings(
         ModelSettings(encoder_units=(8,), dropout=0.0), input_dim=dim,
-        classes=("a", "b", "c"), axis_mean=(9, 9, 9), axis_std=(3, 3, 3),
+        classes=("a", "b", "c"), axis_mean=(9, 9, 9), axis_std=(3, 3, 3), magnitude=(15.6, 3),
     )  # fmt: skip
     keras.utils.set_random_seed(1)
     start = build_classifier(spec).get_weights()
@@ -100,13 +100,18 @@ def test_training_reaches_90_percent_on_held_out_phones_and_the_gate_refuses_wor
     served = registry.load_model()
     assert served.output_shape == (None, 6)
 
+    # (with the magnitude channel, whose statistics the job takes from the training windows)
     hopeless = settings_for(lake, tmp_path / "registry", pretrain_rounds=0, finetune_rounds=1,
-                            local_epochs=1, learning_rate=1e-7)  # fmt: skip
+                            local_epochs=1, learning_rate=1e-7,
+                            model=ModelSettings(magnitude_channel=True))  # fmt: skip
     second = train_once(spark, hopeless)
     assert not second.promoted, second.reason
     assert "< promoted v1's" in second.reason
     assert registry.current_version() == 1
     assert [v.version for v in registry.versions()] == [1, 2]
+    spec = registry.get(2).config["spec"]
+    assert 9.3 < spec["magnitude_mean"] < 10.8 and 0.5 < spec["magnitude_std"] < 5, spec
+    assert registry.load_model(2).get_layer("encoder_0").input.shape == (None, 800)
 
 
 def test_a_schedule_skips_until_enough_new_windows_arrive(spark, tmp_path: Path) -> None:

@@ -20,8 +20,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 CLASSES = ("walking", "jogging", "upstairs", "downstairs", "sitting", "standing")
 
 
-def spec(**changes: object) -> ModelSpec:
-    settings = ModelSettings(encoder_units=(16, 8), dropout=0.0, magnitude_channel=True)
+def spec(*, magnitude_channel: bool = True, **changes: object) -> ModelSpec:
+    settings = ModelSettings(encoder_units=(16, 8), dropout=0.0,
+                             magnitude_channel=magnitude_channel)  # fmt: skip
     base = ModelSpec.from_settings(
         settings,
         input_dim=30,
@@ -44,11 +45,22 @@ def test_classifier_outputs_a_distribution_over_the_classes() -> None:
 
 def test_the_frozen_features_standardise_each_axis_and_the_magnitude() -> None:
     stack = build_encoder_stack(spec(), 0)
-    sample = np.array([2.0, 17.8, 1.0], np.float32)  # the axis means plus (1, 2, 0) stds
-    features = np.asarray(stack(np.tile(sample, 10)[None, :]))[0]
+    samples = np.random.default_rng(2).normal(5.0, 4.0, size=(10, 3)).astype(np.float32)
+    features = np.asarray(stack(samples.reshape(1, 30)))[0]  # sample by sample, as the lake
     assert features.shape == (40,) == (spec().layer_input_dim(0),)
-    np.testing.assert_allclose(features[:30], np.tile([1.0, 2.0, 0.0], 10), atol=1e-5)
-    np.testing.assert_allclose(features[30:], (np.linalg.norm(sample) - 9.0) / 2.0, rtol=1e-5)
+    axes = (samples - [0.0, 9.8, 1.0]) / [2.0, 4.0, 1.0]
+    np.testing.assert_allclose(features[:30], axes.reshape(30), rtol=1e-5, atol=1e-5)
+    magnitudes = np.linalg.norm(samples, axis=1)
+    np.testing.assert_allclose(features[30:], (magnitudes - 9.0) / 2.0, rtol=1e-5, atol=1e-5)
+
+
+def test_without_the_channel_keras_normalization_standardises_each_axis() -> None:
+    stack = build_encoder_stack(spec(magnitude_channel=False), 0)
+    assert type(stack.get_layer("normalise")).__name__ == "Normalization"  # loads anywhere
+    window = np.tile(np.array([2.0, 17.8, 1.0], np.float32), 10)[None, :]  # mean + (1, 2, 0) std
+    np.testing.assert_allclose(
+        np.asarray(stack(window))[0], np.tile([1.0, 2.0, 0.0], 10), atol=1e-5
+    )
 
 
 def test_a_spec_without_the_magnitude_channel_reads_the_axes_alone() -> None:
@@ -57,8 +69,8 @@ def test_a_spec_without_the_magnitude_channel_reads_the_axes_alone() -> None:
     s = ModelSpec.from_json(old)
     assert s.magnitude_mean is None and s.layer_input_dim(0) == 30
     assert build_encoder_stack(s, 0).output_shape == (None, 30)
-    off = ModelSpec.from_settings(  # the default: the statistics are not used
-        ModelSettings(), input_dim=30, classes=CLASSES,
+    off = ModelSpec.from_settings(
+        ModelSettings(magnitude_channel=False), input_dim=30, classes=CLASSES,
         axis_mean=(0, 0, 0), axis_std=(1, 1, 1), magnitude=(9.8, 2.0),
     )  # fmt: skip
     assert off.magnitude_mean is None
@@ -69,10 +81,11 @@ def test_a_spec_without_the_magnitude_channel_reads_the_axes_alone() -> None:
         )  # fmt: skip
 
 
-def test_saved_model_reloads_with_the_same_predictions(tmp_path) -> None:
+@pytest.mark.parametrize("magnitude_channel", [True, False])
+def test_saved_model_reloads_with_the_same_predictions(tmp_path, magnitude_channel: bool) -> None:
     import keras
 
-    model = build_classifier(spec())
+    model = build_classifier(spec(magnitude_channel=magnitude_channel))
     x = np.random.default_rng(1).normal(9, 3, size=(8, 30)).astype("f4")
     model.save(tmp_path / "model.keras")
     again = keras.saving.load_model(tmp_path / "model.keras", compile=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import numpy as np
+import pytest
 
 from common.settings import ModelSettings, TrainSettings
 from models.build import ModelSpec, build_classifier
@@ -28,10 +29,12 @@ def two_activities(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return x.reshape(n, 30).astype(np.float32), y
 
 
-def small_spec() -> ModelSpec:
+def small_spec(*, magnitude_channel: bool = False) -> ModelSpec:
     return ModelSpec.from_settings(
-        ModelSettings(encoder_units=(12, 6), dropout=0.0, noise_stddev=0.1),
+        ModelSettings(encoder_units=(12, 6), dropout=0.0, noise_stddev=0.1,
+                      magnitude_channel=magnitude_channel),
         input_dim=30, classes=CLASSES, axis_mean=(0.0, 9.8, 0.0), axis_std=(0.3, 2.0, 0.3),
+        magnitude=(9.8, 2.0),
     )  # fmt: skip
 
 
@@ -76,14 +79,19 @@ def test_finetuning_ignores_unlabelled_windows_and_an_empty_partition_counts_zer
     assert train_partial(task, x[:0], y[:0]).count == 0
 
 
-def test_both_phases_train_a_classifier_that_separates_the_activities() -> None:
+@pytest.mark.parametrize("magnitude_channel", [False, True])
+def test_both_phases_train_a_classifier_that_separates_the_activities(
+    magnitude_channel: bool,
+) -> None:
     x, y = two_activities(600, seed=6)
     val_x, val_y = two_activities(200, seed=7)
     y[::2] = -1  # half the training windows carry no label: pretraining still uses them
     rounds: list[dict] = []
     settings = TrainSettings(pretrain_rounds=2, finetune_rounds=8, batch_size=32,
                              learning_rate=0.01, learning_rate_decay=1.0, patience=3)  # fmt: skip
-    trainer = Trainer(spec=small_spec(), runner=LocalRunner(x, y), validation=(val_x, val_y),
+    spec = small_spec(magnitude_channel=magnitude_channel)
+    assert spec.layer_input_dim(0) == (40 if magnitude_channel else 30)
+    trainer = Trainer(spec=spec, runner=LocalRunner(x, y), validation=(val_x, val_y),
                       settings=settings, on_round=rounds.append)  # fmt: skip
     result = trainer.run()
     phases = [entry["phase"] for entry in rounds]
