@@ -101,14 +101,27 @@ def ingest(f: Figures) -> Headline:
     )
 
 
-def _first_drain(first: Figures | None) -> str:
-    """Runs from before the bench drained twice have no first drain of their own."""
-    if not first:
-        return ""
-    return (
-        f"; the session's first drain {_n(first['job_readings_per_s'])} readings/s vs "
-        f"{_n(first['bare_copy_readings_per_s'])}/s"
-    )
+def _other_drains(f: Figures) -> str:
+    """The drains besides the headline's; runs of each of the bench's shapes get theirs."""
+    if first := f.get("first_drain"):  # older runs: the headline was a warm second drain
+        return (
+            f"; the session's first drain {_n(first['job_readings_per_s'])} readings/s vs "
+            f"{_n(first['bare_copy_readings_per_s'])}/s"
+        )
+    parts = []
+    if second := f.get("second_drain"):
+        parts.append(f"the same topic again, warm: {_n(second['job_readings_per_s'])} readings/s")
+    if small := f.get("small_drain"):
+        parts.append(
+            f"{_n(small['readings'])} readings, warm: {_n(small['job_readings_per_s'])} readings/s"
+        )
+    cost = f.get("warm_drain_cost") or {}
+    if cost.get("marginal_readings_per_s"):
+        parts.append(
+            f"a warm drain takes {_n(cost['fixed_seconds_per_drain'])} s + readings / "
+            f"{_n(cost['marginal_readings_per_s'])}/s"
+        )
+    return "".join(f"<br>{part}" for part in parts)
 
 
 def streaming(f: Figures) -> Headline:
@@ -117,9 +130,10 @@ def streaming(f: Figures) -> Headline:
     p95 = served["p95_s"]
     return Headline(
         [
-            f"job {_n(f['job_readings_per_s'])} readings/s vs bare Kafka→Parquet copy "
+            (f"{_n(f['readings'])} readings: " if f.get("readings") else "")
+            + f"job {_n(f['job_readings_per_s'])} readings/s vs bare Kafka→Parquet copy "
             f"{_n(f['bare_copy_readings_per_s'])}/s (ratio {_n(f['ratio_to_bare_copy'])})"
-            + _first_drain(f.get("first_drain")),
+            + _other_drains(f),
             f"freshness ({_n(fresh['phones'])} phones): window end → lake p50 "
             f"{_n(lake['p50_s'])} s, p95 {_n(lake['p95_s'])} s; → prediction p50 "
             f"{_n(served['p50_s'])} s, p95 {_n(p95)} s",

@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import json
 import struct
+import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +38,16 @@ from streaming.schema import OUTPUT
 from streaming.steps import UNPARSEABLE_KEY
 
 OUTPUT_COLUMNS = [f.name for f in OUTPUT.fields]
+
+# PySpark 4.0's applyInPandasWithState serializer pads each output batch with all-NA rows through
+# pd.concat, which pandas 2.x warns about every time: a thousand lines of a drain's log that are
+# PySpark's, not ours. Set here because the Python workers import this module to run the step.
+warnings.filterwarnings(
+    "ignore",
+    message="The behavior of DataFrame concatenation with empty or all-NA entries",
+    category=FutureWarning,
+    module=r"pyspark\.sql\.pandas\.serializers",
+)
 NO_LABEL = -1
 _FORMAT = 2  # version of the binary state document (1 was a JSON document of lists)
 _HEADER = struct.Struct("<BI")  # format, length of the JSON header

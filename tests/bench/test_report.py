@@ -223,3 +223,21 @@ def test_machine_is_read_from_cpuinfo_and_meminfo() -> None:
     assert machine_from_proc(hostname="box", cores=1, cpuinfo="", meminfo="").cpu_model == (
         "unknown CPU"
     )
+
+
+def test_a_streaming_run_judged_on_its_first_drain_shows_the_warm_drains_and_their_cost() -> None:
+    warm = {"readings": 394_800, "job_readings_per_s": 50788.0}
+    run = {key: value for key, value in STREAMING.items() if key != "first_drain"}
+    run |= {"readings": 1_999_200, "job_readings_per_s": 69170.0,
+            "second_drain": {"readings": 1_999_200, "job_readings_per_s": 105646.0},
+            "small_drain": warm,
+            "warm_drain_cost": {"fixed_seconds_per_drain": 5.03,
+                                "marginal_readings_per_s": 143890.0}}  # fmt: skip
+    _, figures, goal, _, _ = rendered({"streaming": run})["streaming"]
+
+    lines = figures.split("<br>")
+    assert lines[0].startswith("1,999,200 readings: job 69,170 readings/s vs bare")
+    assert lines[1] == "the same topic again, warm: 105,646 readings/s"
+    assert lines[2] == "394,800 readings, warm: 50,788 readings/s"
+    assert lines[3] == "a warm drain takes 5.03 s + readings / 143,890/s"
+    assert goal.startswith("≥ 50,000 readings/s: met<br>")
