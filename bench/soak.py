@@ -47,7 +47,7 @@ GROWTH_ALLOWED = 1.25
 class Sample:
     at_s: float  # since every service was up
     rss_mb: dict[str, float]  # per service, summed over its process tree
-    lag: int | None  # the stream's offsets behind latest
+    lag: int | None  # Kafka records the stream is behind the readings topic's end
 
 
 def peaks(samples: list[Sample], duration_s: float, window_s: float = FIRST_AND_LAST_S):
@@ -110,8 +110,11 @@ def take_sample(at_s: float, data: Path, seen: dict[int, int]) -> Sample:
 
 
 def offsets_behind(stream_status: dict[str, Any]) -> int | None:
-    """The stream's lag; Spark reports its source metrics as strings ("12")."""
-    value = stream_status.get("offsets_behind_latest")
+    """The stream's lag: records behind the topic's end, or from statuses written before that
+    figure, Spark's offsets behind latest (a source metric, written as text: "12")."""
+    value = stream_status.get("records_behind_topic_end")
+    if value is None:
+        value = stream_status.get("offsets_behind_latest")
     return None if value is None else int(float(value))
 
 

@@ -187,6 +187,7 @@ def status(settings: UpSettings) -> dict[str, Any]:
     if stream_status.exists():
         stream = json.loads(stream_status.read_text())
         report["stream"] = {
+            "records_behind_topic_end": stream.get("records_behind_topic_end"),
             "offsets_behind_latest": stream.get("offsets_behind_latest"),
             "last_batch": stream.get("batch_id"),
             "seconds_since_update": round(time.time() - stream.get("updated_at", 0), 1),

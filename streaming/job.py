@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
@@ -22,6 +23,7 @@ from streaming.schema import OUTPUT, STATE
 from streaming.scoring import LiveScorer
 from streaming.sink import LakeWriter, Scorer, write_status
 from streaming.steps import explode_samples, mark_rejects, parse
+from streaming.topic_lag import TopicEnd, records_behind
 
 log = logging.getLogger(__name__)
 QUERY_NAME = "mbd-stream"
@@ -69,22 +71,30 @@ class ProgressStatus(threading.Thread):
     ``bench.streaming``'s topic (the third and fourth of a session, two sessions each way) the
     listener's drains took 6.9-8.0 s, the poller's 6.1-7.4 s. The status is written once more
     when the query ends; :func:`stop` and :func:`wait_until_drained` wait for that.
+
+    ``topic_end`` gives the readings topic's end offsets (a :class:`TopicEnd`), from which the
+    status says how many records the job is behind; without it, that figure is None.
     """
 
     def __init__(
         self, query: StreamingQuery, settings: StreamSettings, writer: LakeWriter,
-        *, poll_s: float = 1.0,
+        *, poll_s: float = 1.0, topic_end: Callable[[], Mapping[int, int]] | None = None,
     ) -> None:  # fmt: skip
         super().__init__(name=f"progress-status-{query.runId}", daemon=True)
         self.query, self.settings, self.writer, self.poll_s = query, settings, writer, poll_s
+        self.topic_end = topic_end
         self._stop_polling = threading.Event()
         self._written: tuple[Any, ...] | None = None
 
     def run(self) -> None:
-        while not self._stop_polling.wait(self.poll_s):
-            if not self._poll():
-                return
-        self._poll()
+        try:
+            while not self._stop_polling.wait(self.poll_s):
+                if not self._poll():
+                    return
+            self._poll()
+        finally:
+            if close := getattr(self.topic_end, "close", None):
+                close()
 
     def _poll(self) -> bool:
         """Write the status if it changed; False once the query has ended (or can't be asked)."""
@@ -109,6 +119,7 @@ class ProgressStatus(threading.Thread):
             return
         sources = progress.get("sources") or [{}]
         metrics = sources[0].get("metrics") or {}
+        behind = self._records_behind(sources[0].get("endOffset"))
         write_status(self.settings.status_file, {
             "updated_at": time.time(),
             "batch_id": progress["batchId"],
@@ -116,9 +127,20 @@ class ProgressStatus(threading.Thread):
             "input_rows_per_s": progress.get("processedRowsPerSecond"),
             "batch_duration_ms": progress.get("batchDuration"),
             "offsets_behind_latest": metrics.get("maxOffsetsBehindLatest"),
+            "records_behind_topic_end": behind,
             **written,
         })  # fmt: skip
         self._written = mark
+
+    def _records_behind(self, batch_end: Any) -> int | None:
+        if self.topic_end is None:
+            return None
+        try:
+            return records_behind(batch_end, self.settings.kafka.readings_topic, self.topic_end())
+        except Exception as error:  # the broker away: the status goes out without the figure
+            log.warning("could not read the end of %s: %s", self.settings.kafka.readings_topic,
+                        error)  # fmt: skip
+            return None
 
     def finish(self) -> None:
         """Write the last progress now and stop polling."""
@@ -160,7 +182,8 @@ def start(
     interval = 0.5 if available_now else settings.trigger_s
     query = builder.trigger(processingTime=f"{interval} seconds").start()
     log.info("streaming query %s started", query.id)
-    status = _STATUS[query.runId] = ProgressStatus(query, settings, writer)
+    topic_end = TopicEnd(settings.kafka, settings.kafka.readings_topic)
+    status = _STATUS[query.runId] = ProgressStatus(query, settings, writer, topic_end=topic_end)
     status.start()
     return query
 

@@ -77,6 +77,11 @@ def test_stream_lag_is_read_as_a_number_though_spark_writes_it_as_text() -> None
     assert offsets_behind({"batch_id": 0}) is None
 
 
+def test_stream_lag_is_the_records_behind_the_topics_end_where_the_status_has_it() -> None:
+    status = {"records_behind_topic_end": 4200, "offsets_behind_latest": "0"}
+    assert offsets_behind(status) == 4200
+
+
 def test_prometheus_counters_are_summed_over_their_labels() -> None:
     text = "\n".join([
         "# HELP mbd_gateway_accepted_batches_total Batches acknowledged by Kafka",

@@ -25,6 +25,7 @@ from common.settings import KafkaSettings, RegistrySettings, StreamSettings
 from common.topics import TopicSpec
 from simulators.phone import FaultRates, Phone
 from streaming import job
+from streaming.topic_lag import TopicEnd
 from tests.lake import read_lake, reconcile
 
 pytestmark = pytest.mark.integration
@@ -89,6 +90,12 @@ def test_every_sample_reaches_a_window_or_the_quarantine(
     assert status["totals"]["windows"] == len(windows)
     assert resent > 0 and status["totals"]["duplicates"] == resent
     assert status["totals"]["predictions"] == 0  # no model promoted: the windows flow anyway
+    assert status["records_behind_topic_end"] == 0  # drained: read up to the topic's end
+    topic_end = TopicEnd(kafka_broker, topic)
+    try:  # the end it compared with is the topic's: every record sent, the resends and the bad one
+        assert sum(topic_end().values()) == len(sent) + resent + 1
+    finally:
+        topic_end.close()
 
 
 def run_stream(settings: StreamSettings, *args: str) -> subprocess.Popen:

@@ -85,3 +85,40 @@ def test_a_failed_write_is_tried_again_and_polling_ends_with_the_query(
     status.join(timeout=10)
     assert not status.is_alive()
     assert json.loads((tmp_path / "status" / "stream.json").read_text())["batch_id"] == 2
+
+
+def test_the_status_counts_the_records_past_the_batch_in_the_readings_topic(
+    tmp_path: Path,
+) -> None:
+    query, writer, _ = status_thread(tmp_path, poll_s=60)
+    settings = StreamSettings(status_file=tmp_path / "stream.json", live_scoring=False)
+    topic = settings.kafka.readings_topic
+    ends = {0: 50, 1: 20, 2: 7}  # partition 2 is new: the batch has no offset for it
+    status = ProgressStatus(query, settings, writer, poll_s=60, topic_end=lambda: ends)
+    query.lastProgress = progress(4) | {
+        "sources": [{"endOffset": json.dumps({topic: {"0": 40, "1": 20}}), "metrics": {}}]
+    }
+    status.start()
+    status.finish()
+
+    assert json.loads((tmp_path / "stream.json").read_text())["records_behind_topic_end"] == 17
+
+
+def test_a_broker_that_cannot_say_its_end_leaves_the_lag_unknown_not_the_status_unwritten(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    query, writer, _ = status_thread(tmp_path, poll_s=60)
+    settings = StreamSettings(status_file=tmp_path / "stream.json", live_scoring=False)
+
+    def broker_down() -> dict[int, int]:
+        raise TimeoutError("no broker at localhost:9092")
+
+    status = ProgressStatus(query, settings, writer, poll_s=60, topic_end=broker_down)
+    query.lastProgress = progress(5)
+    with caplog.at_level(logging.WARNING, logger="streaming.job"):
+        status.start()
+        status.finish()
+
+    written = json.loads((tmp_path / "stream.json").read_text())
+    assert written["batch_id"] == 5 and written["records_behind_topic_end"] is None
+    assert f"could not read the end of {settings.kafka.readings_topic}" in caplog.text
