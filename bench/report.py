@@ -214,7 +214,7 @@ def soak(f: Figures) -> Headline:
         )
     stream = f["stream"]
     lines.append(
-        f"stream lag (offsets behind) first minute ≤ {_n(stream['start_max_lag'])}, "
+        f"stream lag (Kafka records behind) first minute ≤ {_n(stream['start_max_lag'])}, "
         f"last minute ≤ {_n(stream['end_max_lag'])}; "
         f"{_n(stream['totals'].get('windows'))} windows in the lake, "
         f"{_n(stream['totals'].get('predictions'))} predictions"

@@ -112,9 +112,10 @@ def take_sample(at_s: float, data: Path, seen: dict[int, int]) -> Sample:
 def offsets_behind(stream_status: dict[str, Any]) -> int | None:
     """The stream's lag: records behind the topic's end, or from statuses written before that
     figure, Spark's offsets behind latest (a source metric, written as text: "12")."""
-    value = stream_status.get("records_behind_topic_end")
-    if value is None:
-        value = stream_status.get("offsets_behind_latest")
+    key = "records_behind_topic_end"
+    # A status with the key but no figure (the broker did not answer) is an unknown lag, not
+    # Spark's, which reads 0 while a batch takes everything there is.
+    value = stream_status.get(key if key in stream_status else "offsets_behind_latest")
     return None if value is None else int(float(value))
 
 

@@ -23,7 +23,7 @@ from streaming.schema import OUTPUT, STATE
 from streaming.scoring import LiveScorer
 from streaming.sink import LakeWriter, Scorer, write_status
 from streaming.steps import explode_samples, mark_rejects, parse
-from streaming.topic_lag import TopicEnd, records_behind
+from streaming.topic_lag import TopicEnd, batch_offsets, records_behind
 
 log = logging.getLogger(__name__)
 QUERY_NAME = "mbd-stream"
@@ -72,13 +72,15 @@ class ProgressStatus(threading.Thread):
     listener's drains took 6.9-8.0 s, the poller's 6.1-7.4 s. The status is written once more
     when the query ends; :func:`stop` and :func:`wait_until_drained` wait for that.
 
-    ``topic_end`` gives the readings topic's end offsets (a :class:`TopicEnd`), from which the
-    status says how many records the job is behind; without it, that figure is None.
+    ``topic_end`` gives the readings topic's end offsets of the partitions it is given (a
+    :class:`TopicEnd`), from which the status says how many records the job is behind; without
+    it, that figure is None.
     """
 
     def __init__(
         self, query: StreamingQuery, settings: StreamSettings, writer: LakeWriter,
-        *, poll_s: float = 1.0, topic_end: Callable[[], Mapping[int, int]] | None = None,
+        *, poll_s: float = 1.0,
+        topic_end: Callable[[list[int]], Mapping[int, int]] | None = None,
     ) -> None:  # fmt: skip
         super().__init__(name=f"progress-status-{query.runId}", daemon=True)
         self.query, self.settings, self.writer, self.poll_s = query, settings, writer, poll_s
@@ -135,17 +137,25 @@ class ProgressStatus(threading.Thread):
     def _records_behind(self, batch_end: Any) -> int | None:
         if self.topic_end is None:
             return None
+        topic = self.settings.kafka.readings_topic
         try:
-            return records_behind(batch_end, self.settings.kafka.readings_topic, self.topic_end())
-        except Exception as error:  # the broker away: the status goes out without the figure
-            log.warning("could not read the end of %s: %s", self.settings.kafka.readings_topic,
-                        error)  # fmt: skip
+            read = batch_offsets(batch_end, topic)
+        except ValueError as error:
+            log.warning("unreadable end offsets of the batch %r: %s", batch_end, error)
             return None
+        if not read:
+            return None
+        try:
+            ends = self.topic_end(sorted(read))
+        except Exception as error:  # the broker away: the status goes out without the figure
+            log.warning("could not read the end of %s: %s", topic, error)
+            return None
+        return records_behind(read, ends)
 
-    def finish(self) -> None:
-        """Write the last progress now and stop polling."""
+    def finish(self, timeout_s: float = 30.0) -> None:
+        """Write the last progress now and stop polling (waiting at most ``timeout_s``)."""
         self._stop_polling.set()
-        self.join()
+        self.join(timeout_s)
 
 
 _STATUS: dict[str, ProgressStatus] = {}  # the status thread of each running query, by run id

@@ -162,7 +162,7 @@ def test_soak_row_has_memory_per_service_restarts_lag_and_model() -> None:
     _, figures, goal, _, _ = rendered(ALL)["soak"]
 
     assert "stream: peak RSS 1,500 → 1,610 MB, restarts 1" in figures
-    assert "stream lag (offsets behind) first minute ≤ 1,200, last minute ≤ 35" in figures
+    assert "stream lag (Kafka records behind) first minute ≤ 1,200, last minute ≤ 35" in figures
     assert "51,234 windows in the lake, 50,000 predictions" in figures
     assert "promoted model v3" in figures
     assert "gateway accepted 150,000 batches; the simulator counted 150,012 accepted" in figures

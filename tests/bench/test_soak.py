@@ -80,6 +80,7 @@ def test_stream_lag_is_read_as_a_number_though_spark_writes_it_as_text() -> None
 def test_stream_lag_is_the_records_behind_the_topics_end_where_the_status_has_it() -> None:
     status = {"records_behind_topic_end": 4200, "offsets_behind_latest": "0"}
     assert offsets_behind(status) == 4200
+    assert offsets_behind(status | {"records_behind_topic_end": None}) is None
 
 
 def test_prometheus_counters_are_summed_over_their_labels() -> None:

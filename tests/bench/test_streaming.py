@@ -17,8 +17,9 @@ def test_two_drains_on_one_line_give_its_intercept_and_slope() -> None:
 
 
 @pytest.mark.parametrize("drains", [((400_000, 8.0), (2_000_000, 7.5)),
-                                    ((400_000, 8.0), (400_000, 9.0))])  # fmt: skip
-def test_drains_that_do_not_slow_with_size_give_no_split(drains: tuple) -> None:
+                                    ((400_000, 8.0), (400_000, 9.0)),
+                                    ((400_000, 1.0), (2_000_000, 20.0))])  # fmt: skip
+def test_drains_off_a_line_with_a_positive_fixed_cost_give_no_split(drains: tuple) -> None:
     assert fixed_and_marginal(*drains) == {
         "fixed_seconds_per_drain": None,
         "marginal_readings_per_s": None,

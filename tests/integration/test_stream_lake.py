@@ -29,12 +29,13 @@ from streaming.topic_lag import TopicEnd
 from tests.lake import read_lake, reconcile
 
 pytestmark = pytest.mark.integration
+TOPIC_PARTITIONS = 4
 
 
 def produce_fleet(kafka: KafkaSettings, topic: str, *, devices: int, batches: int,
                   faults: FaultRates, first_device: int = 0) -> tuple[list[dict], int]:  # fmt: skip
     """Batches as the gateway would have written them; returns them and how many were resent."""
-    ensure_topics(kafka, [TopicSpec(name=topic, partitions=4)])
+    ensure_topics(kafka, [TopicSpec(name=topic, partitions=TOPIC_PARTITIONS)])
     producer = make_producer(kafka, linger_ms=20)
     start_ms = int(time.time() * 1000) - batches * 2000 - 10_000
     sent, resent = [], 0
@@ -93,7 +94,7 @@ def test_every_sample_reaches_a_window_or_the_quarantine(
     assert status["records_behind_topic_end"] == 0  # drained: read up to the topic's end
     topic_end = TopicEnd(kafka_broker, topic)
     try:  # the end it compared with is the topic's: every record sent, the resends and the bad one
-        assert sum(topic_end().values()) == len(sent) + resent + 1
+        assert sum(topic_end(range(TOPIC_PARTITIONS)).values()) == len(sent) + resent + 1
     finally:
         topic_end.close()
 

@@ -93,15 +93,21 @@ def test_the_status_counts_the_records_past_the_batch_in_the_readings_topic(
     query, writer, _ = status_thread(tmp_path, poll_s=60)
     settings = StreamSettings(status_file=tmp_path / "stream.json", live_scoring=False)
     topic = settings.kafka.readings_topic
-    ends = {0: 50, 1: 20, 2: 7}  # partition 2 is new: the batch has no offset for it
-    status = ProgressStatus(query, settings, writer, poll_s=60, topic_end=lambda: ends)
+    asked: list[list[int]] = []
+
+    def topic_end(partitions: list[int]) -> dict[int, int]:
+        asked.append(partitions)
+        return {0: 50, 1: 20}
+
+    status = ProgressStatus(query, settings, writer, poll_s=60, topic_end=topic_end)
     query.lastProgress = progress(4) | {
-        "sources": [{"endOffset": json.dumps({topic: {"0": 40, "1": 20}}), "metrics": {}}]
+        "sources": [{"endOffset": json.dumps({topic: {"1": 20, "0": 40}}), "metrics": {}}]
     }
     status.start()
     status.finish()
 
-    assert json.loads((tmp_path / "stream.json").read_text())["records_behind_topic_end"] == 17
+    assert json.loads((tmp_path / "stream.json").read_text())["records_behind_topic_end"] == 10
+    assert asked == [[0, 1]]  # the partitions the batch read
 
 
 def test_a_broker_that_cannot_say_its_end_leaves_the_lag_unknown_not_the_status_unwritten(
@@ -110,11 +116,12 @@ def test_a_broker_that_cannot_say_its_end_leaves_the_lag_unknown_not_the_status_
     query, writer, _ = status_thread(tmp_path, poll_s=60)
     settings = StreamSettings(status_file=tmp_path / "stream.json", live_scoring=False)
 
-    def broker_down() -> dict[int, int]:
+    def broker_down(partitions: list[int]) -> dict[int, int]:
         raise TimeoutError("no broker at localhost:9092")
 
     status = ProgressStatus(query, settings, writer, poll_s=60, topic_end=broker_down)
-    query.lastProgress = progress(5)
+    batch_end = json.dumps({settings.kafka.readings_topic: {"0": 3}})
+    query.lastProgress = progress(5) | {"sources": [{"endOffset": batch_end, "metrics": {}}]}
     with caplog.at_level(logging.WARNING, logger="streaming.job"):
         status.start()
         status.finish()

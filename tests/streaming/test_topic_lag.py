@@ -4,19 +4,33 @@ from __future__ import annotations
 
 import json
 
-from streaming.topic_lag import records_behind
+import pytest
+
+from streaming.topic_lag import batch_offsets, records_behind
 
 
-def test_records_past_the_batch_are_summed_over_partitions() -> None:
+def test_a_batch_end_is_read_from_sparks_json_object_or_its_text() -> None:
     batch_end = {"mbd.readings": {"0": 100, "1": 250}, "other": {"0": 5}}
 
-    assert records_behind(batch_end, "mbd.readings", {0: 130, 1: 250}) == 30
-    assert records_behind(json.dumps(batch_end), "mbd.readings", {0: 130, 1: 251}) == 31
+    assert batch_offsets(batch_end, "mbd.readings") == {0: 100, 1: 250}
+    assert batch_offsets(json.dumps(batch_end), "mbd.readings") == {0: 100, 1: 250}
 
 
-def test_a_partition_the_batch_has_not_reached_counts_whole() -> None:
-    assert records_behind({"mbd.readings": {"0": 10}}, "mbd.readings", {0: 10, 1: 8}) == 8
+@pytest.mark.parametrize("missing", [None, "", "None", "null"])
+def test_a_batch_without_end_offsets_has_none(missing: str | None) -> None:
+    assert batch_offsets(missing, "mbd.readings") == {}
 
 
-def test_no_batch_end_means_no_figure() -> None:
-    assert records_behind(None, "mbd.readings", {0: 10}) is None
+def test_text_that_is_not_json_is_an_error() -> None:
+    with pytest.raises(ValueError):
+        batch_offsets("{mbd.readings: 3", "mbd.readings")
+
+
+def test_records_past_the_batch_are_summed_over_its_partitions() -> None:
+    assert records_behind({0: 100, 1: 250}, {0: 130, 1: 250}) == 30
+    assert records_behind({0: 100, 1: 250}, {0: 130, 1: 251, 2: 9}) == 31
+
+
+def test_an_unknown_end_or_nothing_read_gives_no_figure() -> None:
+    assert records_behind({0: 100, 1: 250}, {0: 130}) is None
+    assert records_behind({}, {0: 10}) is None
