@@ -221,8 +221,10 @@ def soak(f: Figures) -> Headline:
     )
     model = f["model_version"]
     lines.append(f"promoted model v{model}" if model else "no model promoted")
-    accepted = f"gateway accepted {_n(f['gateway']['accepted_batches'])} batches"
-    if f.get("simulator"):  # its own tally, printed when it stopped (a few batches later)
+    # results before 2026-11-24 read the gateway before the stop, while phones still posted
+    read = f.get("gateway_read", "before the stop, phones still posting")
+    accepted = f"gateway accepted {_n(f['gateway']['accepted_batches'])} batches (read {read})"
+    if f.get("simulator"):  # its own tally, printed when it stopped
         accepted += f"; the simulator counted {_n(f['simulator'].get('accepted'))} accepted"
     lines.append(accepted)
     return Headline(lines, _goals(f["goals"], SOAK_GOALS))

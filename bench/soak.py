@@ -5,9 +5,11 @@ folder on free ports, waits for "mbd is up", then for ``--minutes`` samples ever
 ``--every`` seconds each service's resident memory (VmRSS summed over its whole process
 tree: the stream and trainer hold a Spark JVM and Python workers) and the stream's lag.
 It reports per service the peak during the first minute and during the last, the restarts
-the supervisor counted, the stream's lag and totals, the promoted model, what the gateway
-accepted (and the simulator's own tally if it printed one), then stops ``mbd up`` with SIGTERM
-and checks that no process it started is left.
+the supervisor counted, the stream's lag and totals, the promoted model, then stops ``mbd up``
+with SIGTERM and checks that no process it started is left. What the gateway accepted is the
+totals it logs when it stops, after the simulator (stopped first) has had its last answer, so
+it compares with the simulator's own tally; a gateway that logged none (it was killed) is read
+from ``/metrics`` before the stop, while phones still post.
 
 Goals: no restarts; no service's peak RSS in the last minute more than 25 % above the first
 minute's; SIGTERM stops everything. The last line printed is one JSON object.
@@ -129,6 +131,24 @@ def gateway_counts(port: int) -> dict[str, float | None]:
         name: prometheus_total(text, f"mbd_gateway_{name}_total")
         for name in ("accepted_batches", "accepted_readings", "rejected_batches")
     }
+
+
+STOPPED_GATEWAY = "gateway stopped, totals "  # ingest/app.py logs this when it stops
+
+
+def stopped_gateway_totals(log: Path) -> dict[str, int] | None:
+    """The totals every gateway process logged at its stop, summed (a restarted or second worker
+    process counts from 0); None when none was logged."""
+    try:
+        lines = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    totals: dict[str, int] = {}
+    for line in lines:
+        if STOPPED_GATEWAY in line:
+            for name, value in json.loads(line.split(STOPPED_GATEWAY, 1)[1]).items():
+                totals[name] = totals.get(name, 0) + int(value)
+    return totals or None
 
 
 @contextmanager
@@ -253,6 +273,7 @@ def soak(
     finally:
         exit_code, stop_s = up.stop()
         left = leftovers(data, seen)
+    stopped = stopped_gateway_totals(data / "logs" / "gateway.log")
 
     stream = read_json(data / "status" / "stream.json") or {}
     current = data / "registry" / "CURRENT"
@@ -285,7 +306,8 @@ def soak(
             "totals": stream.get("totals") or {},
         },
         "model_version": current.read_text().strip().lstrip("v") if current.exists() else None,
-        "gateway": gateway,
+        "gateway": stopped or gateway,
+        "gateway_read": "at its stop" if stopped else "before the stop, phones still posting",
         "simulator": last_json_line(data / "logs" / "simulator.log"),
         "stop": {"exit_code": exit_code, "seconds": stop_s, "left_running": left},
         "goals": {

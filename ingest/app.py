@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -36,6 +37,9 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         finally:
             await starting
             publisher.close()
+            # After the last acknowledgement, so what a benchmark compares with the phones'
+            # tally is final (/metrics goes with the process).
+            log.info("gateway stopped, totals %s", json.dumps(app.state.metrics.totals()))
 
     app = FastAPI(
         title="mbd ingest gateway",

@@ -36,3 +36,22 @@ class GatewayMetrics:
             registry=self.registry,
         )
         self.queue_depth.set_function(pending)
+
+    def totals(self) -> dict[str, int]:
+        """Batches and readings accepted and batches rejected (all reasons) so far."""
+        counters = {
+            "accepted_batches": self.accepted_batches,
+            "accepted_readings": self.accepted_readings,
+            "rejected_batches": self.rejected,
+        }
+        return {name: int(_total(counter)) for name, counter in counters.items()}
+
+
+def _total(counter: Counter) -> float:
+    """A counter's value, summed over its labels."""
+    return sum(
+        sample.value
+        for metric in counter.collect()
+        for sample in metric.samples
+        if sample.name.endswith("_total")
+    )

@@ -165,8 +165,18 @@ def test_soak_row_has_memory_per_service_restarts_lag_and_model() -> None:
     assert "stream lag (Kafka records behind) first minute ≤ 1,200, last minute ≤ 35" in figures
     assert "51,234 windows in the lake, 50,000 predictions" in figures
     assert "promoted model v3" in figures
-    assert "gateway accepted 150,000 batches; the simulator counted 150,012 accepted" in figures
+    assert (
+        "gateway accepted 150,000 batches (read before the stop, phones still posting); "
+        "the simulator counted 150,012 accepted" in figures
+    )
     assert "no service restarted: **not met**" in goal
+
+
+def test_soak_row_says_the_gateway_was_read_at_its_stop_where_it_was() -> None:
+    soak = {**SOAK, "gateway_read": "at its stop"}
+    _, figures, _, _, _ = rendered({**ALL, "soak": soak})["soak"]
+
+    assert "gateway accepted 150,000 batches (read at its stop);" in figures
 
 
 def test_a_streaming_run_without_a_first_drain_still_gets_its_row() -> None:

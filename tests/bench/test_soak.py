@@ -7,9 +7,17 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from bench.processes import parse_stat, process_table, still_running, tree, tree_rss_mb
-from bench.soak import Sample, max_lag, offsets_behind, peaks, prometheus_total
+from bench.soak import (
+    Sample,
+    max_lag,
+    offsets_behind,
+    peaks,
+    prometheus_total,
+    stopped_gateway_totals,
+)
 
 # A child that starts a grandchild from a second thread, as a Spark JVM starts Python workers.
 FORKS_FROM_A_THREAD = """
@@ -95,3 +103,27 @@ def test_prometheus_counters_are_summed_over_their_labels() -> None:
     assert prometheus_total(text, "mbd_gateway_accepted_batches_total") == 1234.0
     assert prometheus_total(text, "mbd_gateway_rejected_batches_total") == 5.0
     assert prometheus_total(text, "mbd_gateway_accepted_readings_total") == 0.0
+
+
+def test_gateway_totals_logged_at_each_stop_are_summed(tmp_path: Path) -> None:
+    log = tmp_path / "gateway.log"
+    log.write_text("\n".join([
+        "2026-11-24 10:00:00 INFO uvicorn.error: Application startup complete.",
+        'INFO ingest.app: gateway stopped, totals {"accepted_batches": 10, '
+        '"accepted_readings": 400, "rejected_batches": 1}',
+        "2026-11-24 10:00:05 INFO uvicorn.error: Application startup complete.",
+        'INFO ingest.app: gateway stopped, totals {"accepted_batches": 5, '
+        '"accepted_readings": 200, "rejected_batches": 0}',
+    ]))  # fmt: skip
+
+    assert stopped_gateway_totals(log) == {
+        "accepted_batches": 15, "accepted_readings": 600, "rejected_batches": 1,
+    }  # fmt: skip
+
+
+def test_a_gateway_that_logged_no_totals_gives_none(tmp_path: Path) -> None:
+    log = tmp_path / "gateway.log"
+    log.write_text("INFO uvicorn.error: Application startup complete.\n")
+
+    assert stopped_gateway_totals(log) is None
+    assert stopped_gateway_totals(tmp_path / "missing.log") is None

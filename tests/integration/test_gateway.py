@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -187,3 +188,21 @@ def test_health_readiness_and_metrics(gateway: Gateway) -> None:
     assert 'mbd_gateway_rejected_batches_total{reason="forbidden"} 1.0' in text
     assert "mbd_gateway_request_seconds_count 2.0" in text
     assert "mbd_gateway_producer_queue_depth 0.0" in text
+
+
+def test_the_gateway_logs_its_totals_when_it_stops(
+    kafka_broker: KafkaSettings, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = gateway_settings(kafka_broker, tmp_path)
+    tokens = DeviceRegistry(settings.devices_file).add(["phone-1", "phone-2"])
+    with caplog.at_level(logging.INFO, logger="ingest.app"):
+        with TestClient(create_app(settings)) as client:
+            gateway = Gateway(client, tokens, settings.kafka)
+            gateway.post(batch_body("phone-1", 0, samples=40))
+            gateway.post(batch_body("phone-1", 1), device="phone-2")
+        stopped = [r.getMessage() for r in caplog.records if "gateway stopped" in r.getMessage()]
+
+    assert stopped == [
+        'gateway stopped, totals {"accepted_batches": 1, "accepted_readings": 41, '
+        '"rejected_batches": 1}'
+    ]
