@@ -138,16 +138,17 @@ STOPPED_GATEWAY = "gateway stopped, totals "  # ingest/app.py logs this when it 
 
 def stopped_gateway_totals(log: Path) -> dict[str, int] | None:
     """The totals every gateway process logged at its stop, summed (a restarted or second worker
-    process counts from 0); None when none was logged."""
+    process counts from 0); None when none was logged or one cannot be read (a sum without it
+    would be too small)."""
     try:
         lines = log.read_text(errors="replace").splitlines()
-    except OSError:
+        totals: dict[str, int] = {}
+        for line in lines:
+            if STOPPED_GATEWAY in line:
+                for name, value in json.loads(line.split(STOPPED_GATEWAY, 1)[1]).items():
+                    totals[name] = totals.get(name, 0) + int(value)
+    except (OSError, ValueError, AttributeError):  # unreadable, not JSON, not a JSON object
         return None
-    totals: dict[str, int] = {}
-    for line in lines:
-        if STOPPED_GATEWAY in line:
-            for name, value in json.loads(line.split(STOPPED_GATEWAY, 1)[1]).items():
-                totals[name] = totals.get(name, 0) + int(value)
     return totals or None
 
 

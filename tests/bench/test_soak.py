@@ -127,3 +127,14 @@ def test_a_gateway_that_logged_no_totals_gives_none(tmp_path: Path) -> None:
 
     assert stopped_gateway_totals(log) is None
     assert stopped_gateway_totals(tmp_path / "missing.log") is None
+
+
+def test_a_cut_off_totals_line_gives_none_rather_than_a_sum_too_small(tmp_path: Path) -> None:
+    log = tmp_path / "gateway.log"
+    log.write_text(
+        'INFO ingest.app: gateway stopped, totals {"accepted_batches": 10, '
+        '"accepted_readings": 400, "rejected_batches": 1}\n'
+        'INFO ingest.app: gateway stopped, totals {"accepted_batches": 5, "accep\n'
+    )
+
+    assert stopped_gateway_totals(log) is None
