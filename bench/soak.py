@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.gateway_totals import gateway_figures, stopped_gateway_totals
 from bench.processes import mentioning, process_table, still_running, tree, tree_rss_mb
 from infra.broker import free_port
 
@@ -131,25 +132,6 @@ def gateway_counts(port: int) -> dict[str, float | None]:
         name: prometheus_total(text, f"mbd_gateway_{name}_total")
         for name in ("accepted_batches", "accepted_readings", "rejected_batches")
     }
-
-
-STOPPED_GATEWAY = "gateway stopped, totals "  # ingest/app.py logs this when it stops
-
-
-def stopped_gateway_totals(log: Path) -> dict[str, int] | None:
-    """The totals every gateway process logged at its stop, summed (a restarted or second worker
-    process counts from 0); None when none was logged or one cannot be read (a sum without it
-    would be too small)."""
-    try:
-        lines = log.read_text(errors="replace").splitlines()
-        totals: dict[str, int] = {}
-        for line in lines:
-            if STOPPED_GATEWAY in line:
-                for name, value in json.loads(line.split(STOPPED_GATEWAY, 1)[1]).items():
-                    totals[name] = totals.get(name, 0) + int(value)
-    except (OSError, ValueError, AttributeError):  # unreadable, not JSON, not a JSON object
-        return None
-    return totals or None
 
 
 @contextmanager
@@ -247,6 +229,8 @@ def soak(
 ) -> dict[str, Any]:
     ports = {"broker": free_port(), "gateway": free_port(), "api": free_port()}
     began = time.perf_counter()
+    gateway_log = data / "logs" / "gateway.log"  # appended to when --data-dir is reused
+    log_start = gateway_log.stat().st_size if gateway_log.exists() else 0
     up = MbdUp(data, phones, ports)
     seen: dict[int, int] = {}
     samples: list[Sample] = []
@@ -274,11 +258,12 @@ def soak(
     finally:
         exit_code, stop_s = up.stop()
         left = leftovers(data, seen)
-    stopped = stopped_gateway_totals(data / "logs" / "gateway.log")
 
     stream = read_json(data / "status" / "stream.json") or {}
     current = data / "registry" / "CURRENT"
     restarts = {name: s["restarts"] for name, s in state.get("services", {}).items()}
+    stopped = stopped_gateway_totals(gateway_log, after_byte=log_start)
+    accepted, accepted_read = gateway_figures(stopped, restarts.get("gateway"), gateway)
     services = {
         name: {
             "start_peak_rss_mb": start,
@@ -307,8 +292,8 @@ def soak(
             "totals": stream.get("totals") or {},
         },
         "model_version": current.read_text().strip().lstrip("v") if current.exists() else None,
-        "gateway": stopped or gateway,
-        "gateway_read": "at its stop" if stopped else "before the stop, phones still posting",
+        "gateway": accepted,
+        "gateway_read": accepted_read,
         "simulator": last_json_line(data / "logs" / "simulator.log"),
         "stop": {"exit_code": exit_code, "seconds": stop_s, "left_running": left},
         "goals": {

@@ -15,7 +15,7 @@ from fastapi.openapi.utils import get_openapi
 from common.schema import ReadingBatch
 from common.settings import GatewaySettings
 from ingest.devices import DeviceRegistry
-from ingest.metrics import GatewayMetrics
+from ingest.metrics import STOPPED_TOTALS, GatewayMetrics
 from ingest.publisher import BatchPublisher
 from ingest.ratelimit import DeviceRateLimiter
 from ingest.routes import health, readings
@@ -35,11 +35,11 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         try:
             yield
         finally:
+            # Every request has been answered by now, so the totals are final; /metrics goes
+            # with the process.
+            log.info("%s%s", STOPPED_TOTALS, json.dumps(app.state.metrics.totals()))
             await starting
             publisher.close()
-            # After the last acknowledgement, so what a benchmark compares with the phones'
-            # tally is final (/metrics goes with the process).
-            log.info("gateway stopped, totals %s", json.dumps(app.state.metrics.totals()))
 
     app = FastAPI(
         title="mbd ingest gateway",

@@ -6,6 +6,10 @@ from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+# What the gateway logs when it stops, followed by :meth:`GatewayMetrics.totals` as JSON: the
+# soak benchmark reads it once the phones have stopped, when the totals are final.
+STOPPED_TOTALS = "gateway stopped, totals "
+
 
 class GatewayMetrics:
     def __init__(self, pending: Callable[[], float]) -> None:

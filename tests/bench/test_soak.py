@@ -9,6 +9,9 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
+from bench.gateway_totals import gateway_figures, stopped_gateway_totals
 from bench.processes import parse_stat, process_table, still_running, tree, tree_rss_mb
 from bench.soak import (
     Sample,
@@ -16,7 +19,6 @@ from bench.soak import (
     offsets_behind,
     peaks,
     prometheus_total,
-    stopped_gateway_totals,
 )
 
 # A child that starts a grandchild from a second thread, as a Spark JVM starts Python workers.
@@ -105,36 +107,61 @@ def test_prometheus_counters_are_summed_over_their_labels() -> None:
     assert prometheus_total(text, "mbd_gateway_accepted_readings_total") == 0.0
 
 
+STOPPED_LINE = "2026-11-24 10:00:00,000 INFO ingest.app: gateway stopped, totals "
+
+
 def test_gateway_totals_logged_at_each_stop_are_summed(tmp_path: Path) -> None:
     log = tmp_path / "gateway.log"
     log.write_text("\n".join([
-        "2026-11-24 10:00:00 INFO uvicorn.error: Application startup complete.",
-        'INFO ingest.app: gateway stopped, totals {"accepted_batches": 10, '
-        '"accepted_readings": 400, "rejected_batches": 1}',
-        "2026-11-24 10:00:05 INFO uvicorn.error: Application startup complete.",
-        'INFO ingest.app: gateway stopped, totals {"accepted_batches": 5, '
-        '"accepted_readings": 200, "rejected_batches": 0}',
+        "INFO:     Application startup complete.",
+        STOPPED_LINE + '{"accepted_batches": 10, "accepted_readings": 400, "rejected_batches": 1}',
+        "INFO:     Application startup complete.",
+        STOPPED_LINE + '{"accepted_batches": 5, "accepted_readings": 200, "rejected_batches": 0}',
     ]))  # fmt: skip
 
-    assert stopped_gateway_totals(log) == {
-        "accepted_batches": 15, "accepted_readings": 600, "rejected_batches": 1,
-    }  # fmt: skip
+    assert stopped_gateway_totals(log) == (
+        {"accepted_batches": 15, "accepted_readings": 600, "rejected_batches": 1}, 2,
+    )  # fmt: skip
+
+
+def test_only_the_totals_logged_after_the_soak_began_count(tmp_path: Path) -> None:
+    log = tmp_path / "gateway.log"
+    earlier = STOPPED_LINE + '{"accepted_batches": 99, "rejected_batches": 0}\n'
+    log.write_text(earlier + STOPPED_LINE + '{"accepted_batches": 7, "rejected_batches": 2}\n')
+
+    totals = stopped_gateway_totals(log, after_byte=len(earlier.encode()))
+
+    assert totals == ({"accepted_batches": 7, "rejected_batches": 2}, 1)
 
 
 def test_a_gateway_that_logged_no_totals_gives_none(tmp_path: Path) -> None:
     log = tmp_path / "gateway.log"
-    log.write_text("INFO uvicorn.error: Application startup complete.\n")
+    log.write_text("INFO:     Application startup complete.\n")
 
     assert stopped_gateway_totals(log) is None
     assert stopped_gateway_totals(tmp_path / "missing.log") is None
 
 
-def test_a_cut_off_totals_line_gives_none_rather_than_a_sum_too_small(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "last", ['{"accepted_batches": 5, "accep', '{"accepted_batches": null}', "[5]"]
+)
+def test_an_unreadable_totals_line_gives_none_rather_than_a_sum_too_small(
+    tmp_path: Path, last: str
+) -> None:
     log = tmp_path / "gateway.log"
-    log.write_text(
-        'INFO ingest.app: gateway stopped, totals {"accepted_batches": 10, '
-        '"accepted_readings": 400, "rejected_batches": 1}\n'
-        'INFO ingest.app: gateway stopped, totals {"accepted_batches": 5, "accep\n'
-    )
+    log.write_text(STOPPED_LINE + '{"accepted_batches": 10}\n' + STOPPED_LINE + last + "\n")
 
     assert stopped_gateway_totals(log) is None
+
+
+def test_logged_totals_count_only_when_every_gateway_process_logged_them() -> None:
+    logged = {"accepted_batches": 15}
+    before = {"accepted_batches": 14}
+
+    assert gateway_figures((logged, 1), 0, before) == (logged, "at its stop")
+    assert gateway_figures((logged, 2), 1, before) == (logged, "at its stop")
+    # restarted once, but one process left no totals (killed): its batches would be missing
+    assert gateway_figures((logged, 1), 1, before) == (
+        before, "before the stop, phones still posting",
+    )  # fmt: skip
+    assert gateway_figures(None, 0, before) == (before, "before the stop, phones still posting")
