@@ -18,8 +18,8 @@ partial training, time a second worker does not halve). The driver (averaging, v
 not pinned, as it would be a machine of its own.
 
 ``partial_slowdown_c_over_b`` tells the machine's part (:func:`partial_slowdown`). On 2026-11-24
-it was 1.00 in a run whose speedup was 1.74×; in the suite's run of that day (1.41×), before it
-was reported, the round history read by hand gave 1.26.
+it was 1.00 in a run whose speedup was 1.74×, 1.14 in one of 1.58×; in the suite's run of that
+day (1.41×), before it was reported, the round history read by hand gave 1.26.
 
 For each: wall time from the start of training to the first round whose validation accuracy
 reaches the common target, final held-out accuracy and macro-F1 (devices split, never windows).
