@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -18,6 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from common.logs import configure_logging
 from common.settings import (
     BrokerSettings,
     GatewaySettings,
@@ -399,12 +399,7 @@ def _models_parser(commands: Any) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    for chatty in ("kafka", "httpx", "httpcore"):
-        logging.getLogger(chatty).setLevel(logging.WARNING)
+    configure_logging(verbose=args.verbose)
     handler: Handler = args.handler
     try:
         return handler(args)

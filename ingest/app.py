@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from common.logs import configure_logging
 from common.schema import ReadingBatch
 from common.settings import GatewaySettings
 from ingest.devices import DeviceRegistry
@@ -75,4 +76,5 @@ def create_app(settings: GatewaySettings) -> FastAPI:
 
 def create_app_from_env() -> FastAPI:
     """uvicorn's factory (``mbd gateway``): settings from ``MBD_*`` variables."""
+    configure_logging()  # in a second worker's fresh process, else its INFO lines are lost
     return create_app(GatewaySettings())

@@ -4,18 +4,25 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
 from common.kafka import make_consumer
 from common.schema import ReadingBatch
 from common.settings import GatewaySettings, KafkaSettings
+from infra.broker import free_port
 from ingest.app import create_app
 from ingest.devices import DeviceRegistry
+from ingest.metrics import STOPPED_TOTALS
+from simulators.client import wait_until_ready
 from tests.factories import batch_body
 
 pytestmark = pytest.mark.integration
@@ -206,3 +213,40 @@ def test_the_gateway_logs_its_totals_when_it_stops(
         'gateway stopped, totals {"accepted_batches": 1, "accepted_readings": 41, '
         '"rejected_batches": 1}'
     ]
+
+
+def test_every_gateway_worker_logs_its_totals_and_they_add_up(
+    kafka_broker: KafkaSettings, tmp_path: Path
+) -> None:
+    settings = gateway_settings(kafka_broker, tmp_path)
+    tokens = DeviceRegistry(settings.devices_file).add(["phone-1"])
+    port = free_port()
+    env = {
+        **os.environ,
+        "MBD_KAFKA_BOOTSTRAP_SERVERS": kafka_broker.bootstrap_servers,
+        "MBD_KAFKA_READINGS_TOPIC": settings.kafka.readings_topic,
+        "MBD_GATEWAY_DEVICES_FILE": str(settings.devices_file),
+    }
+    log = tmp_path / "gateway.log"
+    with log.open("wb") as output:
+        gateway = subprocess.Popen(
+            [sys.executable, "-m", "infra.cli", "gateway", "--port", str(port), "--workers", "2"],
+            env=env, stdout=output, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            wait_until_ready(f"http://127.0.0.1:{port}")
+            headers = {"Authorization": f"Bearer {tokens['phone-1']}"}
+            url = f"http://127.0.0.1:{port}/v1/readings"
+            for seq in range(6):
+                body = batch_body("phone-1", seq, samples=10)  # and one GPS fix: 11 readings
+                answer = httpx.post(url, headers=headers, json=body, timeout=30)
+                assert answer.status_code == 202, answer.text
+        finally:
+            gateway.terminate()
+            gateway.wait(timeout=30)
+
+    stopped = [line for line in log.read_text().splitlines() if STOPPED_TOTALS in line]
+    assert len(stopped) == 2, log.read_text()[-3000:]
+    logged = [json.loads(line.split(STOPPED_TOTALS, 1)[1]) for line in stopped]
+    assert sum(totals["accepted_batches"] for totals in logged) == 6
+    assert sum(totals["accepted_readings"] for totals in logged) == 66
