@@ -41,7 +41,8 @@ def gateway_figures(
     stopped: tuple[dict[str, int], int] | None, restarts: int | None, before_stop: dict
 ) -> tuple[dict, str]:
     """(what the gateway accepted, when it was read): its logged totals when every process of
-    the run logged them (one more than its restarts), else ``/metrics`` read before the stop."""
+    the run logged them (one more than its restarts: ``mbd up`` runs one gateway worker), else
+    ``/metrics`` read before the stop."""
     if stopped is not None and stopped[1] == (restarts or 0) + 1:
         return stopped[0], "at its stop"
     return before_stop, "before the stop, phones still posting"
