@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-CHATTY = ("kafka", "httpx", "httpcore")
+CHATTY = ("kafka", "httpx", "httpcore", "py4j")  # py4j: a line per micro-batch at INFO
 
 
 def configure_logging(*, verbose: bool = False) -> None:

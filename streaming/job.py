@@ -161,6 +161,36 @@ class ProgressStatus(threading.Thread):
 _STATUS: dict[str, ProgressStatus] = {}  # the status thread of each running query, by run id
 
 
+STOPPED_BATCH_SIGNS = ("java.lang.InterruptedException", "[SPARK_JOB_CANCELLED]")
+
+
+class _InterruptedBatchFilter(logging.Filter):
+    """Drops py4j's report of a micro-batch that a stop interrupted.
+
+    A stop cancels the batch under way: its ``foreachBatch`` call returns to Spark with the
+    cancelled job's error (a ``java.lang.InterruptedException``, or ``[SPARK_JOB_CANCELLED]``
+    when the cancel reaches the job first), which py4j logs as an ERROR with a traceback. Spark
+    then ends the query as stopped and the batch runs again at the next start, so that report
+    is how a stop goes, not a failure (a query that fails for real says so in
+    ``query.exception()``). py4j may log it after ``query.stop()`` has returned, so the filter
+    stays for the life of the process.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        try:  # a Py4JJavaError's text comes from the JVM, which may be gone at exit
+            text = "" if error is None else str(error)
+        except Exception:  # keep the record when its text cannot be read
+            return True
+        return not any(sign in text for sign in STOPPED_BATCH_SIGNS)
+
+
+def _quiet_interrupted_batches() -> None:
+    py4j_log = logging.getLogger("py4j.clientserver")
+    if not any(isinstance(f, _InterruptedBatchFilter) for f in py4j_log.filters):
+        py4j_log.addFilter(_InterruptedBatchFilter())
+
+
 def start(
     spark: SparkSession,
     settings: StreamSettings,
@@ -180,6 +210,7 @@ def start(
         ensure_topics(settings.kafka, [predictions])
         scorer = LiveScorer(settings)
     writer = LakeWriter(settings, scorer=scorer if settings.live_scoring else None)
+    _quiet_interrupted_batches()
     stream = windows_from_records(kafka_source(spark, settings), settings, drain=available_now)
     builder = (
         stream.writeStream.queryName(QUERY_NAME)

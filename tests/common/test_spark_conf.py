@@ -37,3 +37,12 @@ def test_shuffle_partitions_default_to_the_cores_of_a_local_master(master, expec
     conf = spark_conf(SparkSettings(master=master), JvmSettings(), "job")
     assert conf["spark.sql.shuffle.partitions"] == str(expected)
     assert SparkSettings(master=master, shuffle_partitions=7).partitions_for_shuffle == 7
+
+
+def test_the_driver_gets_a_larger_thread_stack_and_keeps_java_options_given() -> None:
+    assert spark_conf(SparkSettings(), JvmSettings(), "job")["spark.driver.extraJavaOptions"] == (
+        "-Xss16m"
+    )
+    given = SparkSettings(extra_conf={"spark.driver.extraJavaOptions": "-Dx=1 -Xss32m"})
+    options = spark_conf(given, JvmSettings(), "job")["spark.driver.extraJavaOptions"].split()
+    assert options == ["-Xss16m", "-Dx=1", "-Xss32m"]  # the last -Xss is the one Java takes
