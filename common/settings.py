@@ -13,7 +13,7 @@ from functools import cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from common.topics import PREDICTIONS_TOPIC, READINGS_TOPIC
@@ -280,6 +280,19 @@ class ModelSettings(BaseSettings):
     # the training bench it raised held-out macro-F1 when few phones annotate and lowered it
     # when every phone does.
     magnitude_channel: bool = False
+    # What the encoders read: the standardised samples, or the window's spectrum (per axis: its
+    # mean, which tells the posture, and the log magnitude of every frequency of the rest), a
+    # representation that does not depend on where in the window a step falls (models/features.py)
+    input_features: Literal["samples", "spectrum"] = "samples"
+
+    @model_validator(mode="after")
+    def _one_input_representation(self) -> ModelSettings:
+        if self.magnitude_channel and self.input_features != "samples":
+            raise ValueError(
+                f"magnitude_channel adds a channel to the samples; input_features is "
+                f"{self.input_features!r}: turn one of them off"
+            )
+        return self
 
     @field_validator("encoder_units", mode="before")
     @classmethod

@@ -2,11 +2,12 @@
 
 The classifier takes a window tensor exactly as the lake stores it (``samples × 3`` values,
 flattened sample by sample, in m/s²), standardises each axis with statistics frozen into the
-model (and, when the settings ask for it, adds the magnitude channel of :mod:`models.features`),
-passes it through the stacked encoder layers ``encoder_0 … encoder_{k-1}`` and a softmax
-head ``activity``. Each encoder layer is pretrained on its own as a denoising autoencoder
-(:func:`build_autoencoder`) whose ``encoder`` weights are then copied into the classifier.
-A saved model without the magnitude channel needs nothing but Keras to load; one with it also
+model (and, when the settings ask for it, adds the magnitude channel of :mod:`models.features`,
+or reads the window's spectrum instead), passes it through the stacked encoder layers
+``encoder_0 … encoder_{k-1}`` and a softmax head ``activity``. Each encoder layer is pretrained
+on its own as a denoising autoencoder (:func:`build_autoencoder`) whose ``encoder`` weights are
+then copied into the classifier.
+A saved model with neither option needs nothing but Keras to load; one with either also
 needs :mod:`models.features` imported, which :meth:`Registry.load_model` does.
 """
 
@@ -40,6 +41,9 @@ class ModelSpec:
     # model saved before 2026-11-24)
     magnitude_mean: float | None = None
     magnitude_std: float | None = None
+    # the spectrum features' statistics; None: the encoders read the samples (the default)
+    spectrum_mean: tuple[float, ...] | None = None
+    spectrum_std: tuple[float, ...] | None = None
 
     @classmethod
     def from_settings(
@@ -51,13 +55,19 @@ class ModelSpec:
         axis_mean: Sequence[float],
         axis_std: Sequence[float],
         magnitude: Sequence[float] | None = None,
+        spectrum: tuple[Sequence[float], Sequence[float]] | None = None,
     ) -> ModelSpec:
         """``magnitude``: (mean, std) of the acceleration's magnitude, when the settings ask
-        for that channel."""
+        for that channel; ``spectrum``: (means, stds) of the spectrum features, when the
+        settings ask for them (:func:`models.features.spectrum_moments`)."""
         if input_dim % 3:
             raise ValueError(f"a window tensor has 3 axes per sample; input_dim {input_dim} is not")
         if settings.magnitude_channel and magnitude is None:
             raise ValueError("magnitude_channel is on: give the magnitude's (mean, std)")
+        if settings.input_features == "spectrum" and spectrum is None:
+            raise ValueError("input_features is 'spectrum': give its features' (means, stds)")
+        spectral = spectrum if settings.input_features == "spectrum" else None
+        spectrum_mean, spectrum_std = (None, None) if spectral is None else spectral
         mean, std = magnitude if settings.magnitude_channel else (None, None)  # type: ignore[misc]
         return cls(
             input_dim=input_dim,
@@ -70,6 +80,10 @@ class ModelSpec:
             axis_std=tuple(max(float(v), 1e-6) for v in axis_std),  # type: ignore[arg-type]
             magnitude_mean=None if mean is None else float(mean),
             magnitude_std=None if std is None else max(float(std), 1e-6),
+            spectrum_mean=None if spectrum_mean is None else tuple(float(v) for v in spectrum_mean),
+            spectrum_std=None
+            if spectrum_std is None
+            else tuple(max(float(v), 1e-6) for v in spectrum_std),
         )
 
     @classmethod
@@ -77,6 +91,9 @@ class ModelSpec:
         fields = {**document, "classes": tuple(document["classes"])}
         for name in ("encoder_units", "axis_mean", "axis_std"):
             fields[name] = tuple(document[name])
+        for name in ("spectrum_mean", "spectrum_std"):
+            if document.get(name) is not None:
+                fields[name] = tuple(document[name])
         return cls(**fields)
 
     def to_json(self) -> dict[str, Any]:
@@ -86,10 +103,17 @@ class ModelSpec:
         """Width of what encoder layer ``layer`` reads."""
         if layer:
             return self.encoder_units[layer - 1]
+        if self.spectrum_mean is not None:
+            return len(self.spectrum_mean)
         return self.input_dim // 3 * (3 if self.magnitude_mean is None else 4)
 
 
 def _normaliser(spec: ModelSpec) -> keras.layers.Layer:
+    if spec.spectrum_mean is not None and spec.spectrum_std is not None:
+        from models.features import WindowSpectrum
+
+        return WindowSpectrum(samples=spec.input_dim // 3, feature_mean=spec.spectrum_mean,
+                              feature_std=spec.spectrum_std, name="normalise")  # fmt: skip
     if spec.magnitude_mean is None:
         # Keras' own layer, as before the channel existed: such a model loads anywhere
         import keras

@@ -30,6 +30,7 @@ from models.data import (
     collect,
     lake_windows,
     mean_std,
+    spectrum_moments,
 )
 from models.evaluation import evaluate
 from models.promotion import should_promote
@@ -54,6 +55,10 @@ class TrainOutcome:
 
 def _moments(x: np.ndarray, y: np.ndarray, partition: int) -> tuple[np.ndarray, int]:
     return channel_moments(x)
+
+
+def _spectrum_moments(samples: int, x: np.ndarray, y: np.ndarray, partition: int) -> tuple:
+    return spectrum_moments(x, samples)
 
 
 def _class_counts(n_classes: int, x: np.ndarray, y: np.ndarray, partition: int) -> list[int]:
@@ -149,9 +154,13 @@ def train_once(
                     "phones (devices are split by a hash of their id)"
                 )
         mean, std = mean_std(runner.map_partitions(_moments))
+        spectrum = None
+        if settings.model.input_features == "spectrum":
+            per_partition = functools.partial(_spectrum_moments, input_dim // 3)
+            spectrum = mean_std(runner.map_partitions(per_partition))
         spec = ModelSpec.from_settings(
             settings.model, input_dim=input_dim, classes=classes, axis_mean=mean[:3],
-            axis_std=std[:3], magnitude=(mean[3], std[3]),
+            axis_std=std[:3], magnitude=(mean[3], std[3]), spectrum=spectrum,
         )  # fmt: skip
         trainer = Trainer(
             spec=spec,

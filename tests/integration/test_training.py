@@ -113,6 +113,16 @@ def test_training_reaches_90_percent_on_held_out_phones_and_the_gate_refuses_wor
     assert 9.3 < spec["magnitude_mean"] < 10.8 and 0.5 < spec["magnitude_std"] < 5, spec
     assert registry.load_model(2).get_layer("encoder_0").input.shape == (None, 800)
 
+    # (reading the spectrum, whose statistics the job sums over the Spark partitions)
+    spectral = settings_for(lake, tmp_path / "registry", pretrain_rounds=0, finetune_rounds=1,
+                            local_epochs=1, learning_rate=1e-7,
+                            model=ModelSettings(input_features="spectrum"))  # fmt: skip
+    assert not train_once(spark, spectral).promoted
+    spec = registry.get(3).config["spec"]
+    assert len(spec["spectrum_mean"]) == len(spec["spectrum_std"]) == 3 + 3 * 100, spec
+    assert min(spec["spectrum_std"]) > 0 and 5 < np.linalg.norm(spec["spectrum_mean"][:3]) < 11
+    assert registry.load_model(3).get_layer("encoder_0").input.shape == (None, 303)
+
 
 def test_a_schedule_skips_until_enough_new_windows_arrive(spark, tmp_path: Path) -> None:
     lake = tmp_path / "lake"
