@@ -27,6 +27,7 @@ from common.schema import batch_record_headers
 from common.settings import KafkaSettings, ModelSettings, RegistrySettings, StreamSettings
 from common.topics import TopicSpec
 from models.build import ModelSpec, build_classifier
+from models.data import spectrum_width
 from models.job import save_version
 from models.registry import Registry
 from simulators.phone import Phone
@@ -37,9 +38,11 @@ CLASSES = ("walking", "jogging", "upstairs", "downstairs", "sitting", "standing"
 
 
 def promote_untrained_model(registry: Registry) -> int:
+    width = spectrum_width(200)
     spec = ModelSpec.from_settings(ModelSettings(), input_dim=600, classes=CLASSES,
                                    axis_mean=(0, 9.8, 0), axis_std=(3, 3, 3),
-                                   magnitude=(9.8, 3.0))  # fmt: skip
+                                   magnitude=(9.8, 3.0),
+                                   spectrum=((0.0,) * width, (1.0,) * width))  # fmt: skip
     model = build_classifier(spec)
     version = save_version(registry, model, config={"spec": spec.to_json()}, metrics={}).version
     registry.promote(version, reason="freshness benchmark")

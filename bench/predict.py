@@ -45,10 +45,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 def publish_default_model(registry: Registry, window: WindowSettings) -> int:
     """Publish and promote a default-size classifier; returns its version."""
     from models.build import ModelSpec, build_classifier
+    from models.data import spectrum_width
 
+    width = spectrum_width(window.samples)
     spec = ModelSpec.from_settings(ModelSettings(), input_dim=window.samples * 3,
                                    classes=DEFAULT_CLASSES, axis_mean=(0.0, 9.8, 0.0),
-                                   axis_std=(3.0, 3.0, 3.0), magnitude=(9.8, 3.0))  # fmt: skip
+                                   axis_std=(3.0, 3.0, 3.0), magnitude=(9.8, 3.0),
+                                   spectrum=((0.0,) * width, (1.0,) * width))  # fmt: skip
     staging = registry.staging()
     build_classifier(spec).save(staging / "model.keras")
     (staging / "config.json").write_text(json.dumps({"spec": spec.to_json(), "train": {}}))
@@ -230,6 +233,7 @@ def main() -> None:
     result = {
         "benchmark": "predict",
         "model": {"encoder_units": list(ModelSettings().encoder_units),
+                  "input_features": ModelSettings().input_features,
                   "input_dim": window.samples * 3},
         "closed_loop": {"concurrency": args.concurrency, "seconds": args.seconds,
                         "requests_per_s": round(throughput, 1), "p50_ms": ms(c_lat, 50),

@@ -41,7 +41,8 @@ class ModelSpec:
     # model saved before 2026-11-24)
     magnitude_mean: float | None = None
     magnitude_std: float | None = None
-    # the spectrum features' statistics; None: the encoders read the samples (the default)
+    # the spectrum features' statistics; None: the encoders read the samples (every model saved
+    # before 2026-11-24)
     spectrum_mean: tuple[float, ...] | None = None
     spectrum_std: tuple[float, ...] | None = None
 

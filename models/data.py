@@ -144,6 +144,12 @@ def channel_moments(x: np.ndarray) -> tuple[np.ndarray, int]:
     return np.stack([channels.sum(axis=0), np.square(channels).sum(axis=0)]), len(samples)
 
 
+def spectrum_width(samples: int) -> int:
+    """How many spectrum features a window of ``samples`` samples gives: per axis its mean and
+    the magnitude of each of its ``samples // 2`` non-zero frequencies."""
+    return 3 + 3 * (samples // 2)
+
+
 def spectrum_features(windows: np.ndarray, samples: int) -> np.ndarray:
     """The features of :class:`models.features.WindowSpectrum` before standardising, in numpy:
     ``(n, samples·3)`` window tensors → ``(n, 3 + 3·(samples // 2))``."""

@@ -12,6 +12,7 @@ from kafka import KafkaConsumer
 from common.schema import Prediction
 from common.settings import KafkaSettings, ModelSettings
 from models.build import ModelSpec, build_classifier
+from models.data import spectrum_width
 from models.job import save_version
 from models.registry import Registry
 from simulators.phone import FaultRates
@@ -24,13 +25,15 @@ CLASSES = ("walking", "jogging", "upstairs", "downstairs", "sitting", "standing"
 
 
 def promote_small_model(registry: Registry, seed: int) -> int:
-    """A real (untrained) classifier of the production shape, published and promoted."""
+    """A real (untrained) classifier of the production shape, published and promoted: it
+    reads the window's spectrum, the default input."""
     import keras
 
     keras.utils.set_random_seed(seed)
     spec = ModelSpec.from_settings(
         ModelSettings(encoder_units=(16,)), input_dim=600, classes=CLASSES,
         axis_mean=(0.0, 9.8, 0.0), axis_std=(3.0, 3.0, 3.0), magnitude=(9.8, 2.0),
+        spectrum=((0.0,) * spectrum_width(200), (1.0,) * spectrum_width(200)),
     )  # fmt: skip
     model = build_classifier(spec)
     version = save_version(registry, model, config={"spec": spec.to_json()}, metrics={}).version

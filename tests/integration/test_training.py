@@ -60,7 +60,7 @@ def test_a_spark_round_with_one_partition_equals_plain_local_training(spark) -> 
         "device_id string, window_start_ms long, tensor array<float>, y int",
     ).repartition(3)
     spec = ModelSpec.from_settings(
-        ModelSettings(encoder_units=(8,), dropout=0.0), input_dim=dim,
+        ModelSettings(encoder_units=(8,), dropout=0.0, input_features="samples"), input_dim=dim,
         classes=("a", "b", "c"), axis_mean=(9, 9, 9), axis_std=(3, 3, 3), magnitude=(15.6, 3),
     )  # fmt: skip
     keras.utils.set_random_seed(1)
@@ -99,11 +99,16 @@ def test_training_reaches_90_percent_on_held_out_phones_and_the_gate_refuses_wor
     assert [e["phase"] for e in version.metrics["history"]][:2] == ["pretrain-0", "pretrain-0"]
     served = registry.load_model()
     assert served.output_shape == (None, 6)
+    # the default input, the spectrum, with statistics the job sums over the Spark partitions
+    assert served.get_layer("encoder_0").input.shape == (None, 303)
+    spec = version.config["spec"]
+    assert len(spec["spectrum_mean"]) == len(spec["spectrum_std"]) == 3 + 3 * 100, spec
+    assert min(spec["spectrum_std"]) > 0 and 5 < np.linalg.norm(spec["spectrum_mean"][:3]) < 11
 
     # (with the magnitude channel, whose statistics the job takes from the training windows)
+    channel = ModelSettings(magnitude_channel=True, input_features="samples")
     hopeless = settings_for(lake, tmp_path / "registry", pretrain_rounds=0, finetune_rounds=1,
-                            local_epochs=1, learning_rate=1e-7,
-                            model=ModelSettings(magnitude_channel=True))  # fmt: skip
+                            local_epochs=1, learning_rate=1e-7, model=channel)  # fmt: skip
     second = train_once(spark, hopeless)
     assert not second.promoted, second.reason
     assert "< promoted v1's" in second.reason
@@ -113,15 +118,15 @@ def test_training_reaches_90_percent_on_held_out_phones_and_the_gate_refuses_wor
     assert 9.3 < spec["magnitude_mean"] < 10.8 and 0.5 < spec["magnitude_std"] < 5, spec
     assert registry.load_model(2).get_layer("encoder_0").input.shape == (None, 800)
 
-    # (reading the spectrum, whose statistics the job sums over the Spark partitions)
-    spectral = settings_for(lake, tmp_path / "registry", pretrain_rounds=0, finetune_rounds=1,
-                            local_epochs=1, learning_rate=1e-7,
-                            model=ModelSettings(input_features="spectrum"))  # fmt: skip
-    assert not train_once(spark, spectral).promoted
+    # (reading the standardised samples)
+    samples = settings_for(lake, tmp_path / "registry", pretrain_rounds=0, finetune_rounds=1,
+                           local_epochs=1, learning_rate=1e-7,
+                           model=ModelSettings(input_features="samples"))  # fmt: skip
+    assert not train_once(spark, samples).promoted
     spec = registry.get(3).config["spec"]
-    assert len(spec["spectrum_mean"]) == len(spec["spectrum_std"]) == 3 + 3 * 100, spec
-    assert min(spec["spectrum_std"]) > 0 and 5 < np.linalg.norm(spec["spectrum_mean"][:3]) < 11
-    assert registry.load_model(3).get_layer("encoder_0").input.shape == (None, 303)
+    assert spec["spectrum_mean"] is None and spec["magnitude_mean"] is None, spec
+    assert 8 < np.linalg.norm(spec["axis_mean"]) < 11 and min(spec["axis_std"]) > 0, spec
+    assert registry.load_model(3).get_layer("encoder_0").input.shape == (None, 600)
 
 
 def test_a_schedule_skips_until_enough_new_windows_arrive(spark, tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ CLASSES = ("walking", "jogging", "upstairs", "downstairs", "sitting", "standing"
 
 
 def spec(*, magnitude_channel: bool = True, **changes: object) -> ModelSpec:
-    settings = ModelSettings(encoder_units=(16, 8), dropout=0.0,
+    settings = ModelSettings(encoder_units=(16, 8), dropout=0.0, input_features="samples",
                              magnitude_channel=magnitude_channel)  # fmt: skip
     base = ModelSpec.from_settings(
         settings,
@@ -70,14 +70,14 @@ def test_a_spec_without_the_magnitude_channel_reads_the_axes_alone() -> None:
     assert s.magnitude_mean is None and s.layer_input_dim(0) == 30
     assert build_encoder_stack(s, 0).output_shape == (None, 30)
     off = ModelSpec.from_settings(
-        ModelSettings(magnitude_channel=False), input_dim=30, classes=CLASSES,
+        ModelSettings(input_features="samples"), input_dim=30, classes=CLASSES,
         axis_mean=(0, 0, 0), axis_std=(1, 1, 1), magnitude=(9.8, 2.0),
     )  # fmt: skip
     assert off.magnitude_mean is None
     with pytest.raises(ValueError, match=r"magnitude_channel is on: give the magnitude"):
         ModelSpec.from_settings(
-            ModelSettings(magnitude_channel=True), input_dim=30, classes=CLASSES,
-            axis_mean=(0, 0, 0), axis_std=(1, 1, 1),
+            ModelSettings(magnitude_channel=True, input_features="samples"), input_dim=30,
+            classes=CLASSES, axis_mean=(0, 0, 0), axis_std=(1, 1, 1),
         )  # fmt: skip
 
 

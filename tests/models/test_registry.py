@@ -188,7 +188,8 @@ def test_a_fresh_process_loads_a_classifier_with_its_feature_layer(
     from models.build import ModelSpec, build_classifier
 
     spec = ModelSpec.from_settings(
-        ModelSettings(encoder_units=(8,), magnitude_channel=True), input_dim=30, classes=("a", "b"),
+        ModelSettings(encoder_units=(8,), magnitude_channel=True, input_features="samples"),
+        input_dim=30, classes=("a", "b"),
         axis_mean=(0, 9.8, 0), axis_std=(3, 3, 3), magnitude=(9.8, 2.0),
     )  # fmt: skip
     model = build_classifier(spec)

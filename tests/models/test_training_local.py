@@ -32,7 +32,7 @@ def two_activities(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 def small_spec(*, magnitude_channel: bool = False) -> ModelSpec:
     return ModelSpec.from_settings(
         ModelSettings(encoder_units=(12, 6), dropout=0.0, noise_stddev=0.1,
-                      magnitude_channel=magnitude_channel),
+                      input_features="samples", magnitude_channel=magnitude_channel),
         input_dim=30, classes=CLASSES, axis_mean=(0.0, 9.8, 0.0), axis_std=(0.3, 2.0, 0.3),
         magnitude=(9.8, 2.0),
     )  # fmt: skip
