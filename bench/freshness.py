@@ -27,9 +27,9 @@ from common.schema import batch_record_headers
 from common.settings import KafkaSettings, ModelSettings, RegistrySettings, StreamSettings
 from common.topics import TopicSpec
 from models.build import ModelSpec, build_classifier
-from models.data import spectrum_width
 from models.job import save_version
 from models.registry import Registry
+from models.spectrum import spectrum_width
 from simulators.phone import Phone
 from streaming import job
 from streaming.scoring import LiveScorer

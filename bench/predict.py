@@ -45,7 +45,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 def publish_default_model(registry: Registry, window: WindowSettings) -> int:
     """Publish and promote a default-size classifier; returns its version."""
     from models.build import ModelSpec, build_classifier
-    from models.data import spectrum_width
+    from models.spectrum import spectrum_width
 
     width = spectrum_width(window.samples)
     spec = ModelSpec.from_settings(ModelSettings(), input_dim=window.samples * 3,

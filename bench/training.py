@@ -57,7 +57,7 @@ same draw differ by about 0.01 (draw 1: +0.000 and +0.004 before, −0.011 in th
 its saved metrics in the bench's cache, since overwritten) pretraining raised the F1 of jogging
 in 10 draws, upstairs in 9, standing in 8 and walking in 6 (lowered in 2), and lowered
 downstairs in 7 (mean −0.057): the class confused with walking, and the one that limits
-macro-F1. With ``MBD_MODEL_MAGNITUDE_CHANNEL=true`` (a fourth
+macro-F1. With ``MBD_MODEL_INPUT_FEATURES=samples MBD_MODEL_MAGNITUDE_CHANNEL=true`` (a fourth
 input channel, models/features.py; bench/results/training-labels10-magnitude.json) both arms
 score higher (0.921 with pretraining, 0.929 without), and pretraining still lowers downstairs
 (in 8 draws): 3 of 9 untied draws gained, mean −0.008 ± 0.015.

@@ -281,20 +281,20 @@ class ModelSettings(BaseSettings):
     # and lowered it when every phone does.
     magnitude_channel: bool = False
     # What the encoders read: the window's spectrum (per axis: its mean, which tells the
-    # posture, and the log magnitude of every frequency of the rest, which does not depend on
+    # posture, and the log magnitude of every frequency of the rest, which hardly depends on
     # where in the window a step falls), or its standardised samples (models/features.py). The
     # spectrum is the default since 2026-11-24: on the training bench it raised held-out
-    # macro-F1 from 0.88 to 0.99 when 10 % of the phones annotate, and from 0.97 to 0.99-1.00
-    # when all do (bench/results/training-spectrum.json).
+    # macro-F1 from 0.89 to 0.99 when 10 % of the phones annotate, and from 0.96-0.97 to
+    # 0.99-1.00 when all do (bench/results/training-spectrum.json).
     input_features: Literal["samples", "spectrum"] = "spectrum"
 
     @model_validator(mode="after")
     def _one_input_representation(self) -> ModelSettings:
         if self.magnitude_channel and self.input_features != "samples":
             raise ValueError(
-                f"magnitude_channel adds a channel to the samples; input_features is "
-                f"{self.input_features!r} (the default is 'spectrum'): turn one of them off, "
-                "e.g. MBD_MODEL_INPUT_FEATURES=samples"
+                "MBD_MODEL_MAGNITUDE_CHANNEL=true adds a channel to the samples and needs "
+                f"MBD_MODEL_INPUT_FEATURES=samples; input_features is {self.input_features!r} "
+                "(the default since 2026-11-24 is 'spectrum')"
             )
         return self
 

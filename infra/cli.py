@@ -405,7 +405,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(args)
     except ValidationError as error:
         for problem in error.errors(include_url=False):
-            field = ".".join(str(part) for part in problem["loc"])
+            # a check across fields (a model validator) names no field: its message names them
+            field = ".".join(str(part) for part in problem["loc"]) or "combination"
             print(f"mbd: bad setting {field}: {problem['msg']}", file=sys.stderr)
         return 2
     except (RuntimeError, ValueError) as error:  # BrokerError, DeviceRegistryError, …: fixable

@@ -60,7 +60,7 @@ class ModelSpec:
     ) -> ModelSpec:
         """``magnitude``: (mean, std) of the acceleration's magnitude, when the settings ask
         for that channel; ``spectrum``: (means, stds) of the spectrum features, when the
-        settings ask for them (:func:`models.features.spectrum_moments`)."""
+        settings ask for them (:func:`models.spectrum.spectrum_moments`)."""
         if input_dim % 3:
             raise ValueError(f"a window tensor has 3 axes per sample; input_dim {input_dim} is not")
         if settings.magnitude_channel and magnitude is None:

@@ -25,16 +25,17 @@ The spectrum
 ------------
 Per axis: the window's mean (the direction of gravity, which tells sitting from standing) and
 the log magnitude, ``log(1 + |rfft|)``, of every non-zero frequency of the signal less that
-mean. A step's shape shows the same wherever in the window it falls, where a dense layer on
-the samples must learn it at every offset. Each of these ``3 + 3 · samples // 2`` features is
-standardised with statistics of the training windows (:func:`models.data.spectrum_moments`,
-numpy only).
+mean. A gait's spectrum hardly depends on where in the window its steps fall (a shift around
+the window leaves it unchanged), where a dense layer on the samples must learn a step at every
+offset. Each of these ``3 + 3 · samples // 2`` features is standardised with statistics of the
+training windows (:func:`models.spectrum.spectrum_moments`, numpy only).
 
 On the training bench (2026-11-24, ``bench/results/training-spectrum.json``) it raised
 held-out macro-F1 with every phone's labels from 0.973 / 0.968 / 0.963 to 0.997 / 0.998 / 0.994
 in runs (a) / (b) / (c), reaching the validation target sooner (60 / 56 / 40 s against 79 / 98 /
-70 s in the samples' suite run), and with 10 % of the phones annotating from 0.889 with
-pretraining and 0.879 without to 0.988 and 0.985, so it is the default.
+70 s in the samples' suite run; 10 / 10 / 12 rounds in all against 17 / 13 / 13), and with
+10 % of the phones annotating from 0.889 with pretraining and 0.879 without to 0.988 and 0.985,
+so it is the default.
 
 The layers have no weights; their statistics live in their config, so a saved model needs Keras
 and this module (registered as ``mbd>WindowFeatures`` and ``mbd>WindowSpectrum``;
@@ -50,7 +51,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from models.data import spectrum_width
+from models.spectrum import spectrum_width
 
 
 @keras.saving.register_keras_serializable(package="mbd")

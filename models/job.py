@@ -30,13 +30,13 @@ from models.data import (
     collect,
     lake_windows,
     mean_std,
-    spectrum_moments,
 )
 from models.evaluation import evaluate
 from models.promotion import should_promote
 from models.registry import ModelVersion, Registry, RegistryError
 from models.report import draw_report
 from models.runners import LocalRunner, Runner, SparkRunner
+from models.spectrum import spectrum_moments
 from models.trainer import RoundCallback, Trainer
 
 if TYPE_CHECKING:

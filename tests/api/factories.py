@@ -24,11 +24,13 @@ INPUT_DIM = 600  # 10 s at 20 Hz × 3 axes: the default window settings
 
 def spec_json(encoder_units: tuple[int, ...] = (16,)) -> dict[str, Any]:
     from models.build import ModelSpec
+    from models.spectrum import spectrum_width
 
+    width = spectrum_width(INPUT_DIM // 3)  # the default input: the window's spectrum
     spec = ModelSpec(
         input_dim=INPUT_DIM, classes=CLASSES, encoder_units=encoder_units, activation="relu",
         noise_stddev=0.0, dropout=0.0, axis_mean=(0.0, 9.8, 0.0), axis_std=(3.0, 3.0, 3.0),
-        magnitude_mean=9.8, magnitude_std=2.0,
+        spectrum_mean=(0.5,) * width, spectrum_std=(2.0,) * width,
     )  # fmt: skip
     return spec.to_json()
 

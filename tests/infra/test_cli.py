@@ -30,3 +30,13 @@ def test_a_bad_setting_is_one_clear_line(
     assert main(["broker", "status", "--data-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "heap" in err and "a-lot" in err
+
+
+def test_a_bad_combination_of_settings_names_the_variables(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MBD_MODEL_MAGNITUDE_CHANNEL", "true")  # the default input is the spectrum
+    assert main(["train", "--lake", str(tmp_path / "lake")]) == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("mbd: bad setting combination: "), line
+    assert "needs MBD_MODEL_INPUT_FEATURES=samples" in line, line

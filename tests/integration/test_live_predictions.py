@@ -12,9 +12,9 @@ from kafka import KafkaConsumer
 from common.schema import Prediction
 from common.settings import KafkaSettings, ModelSettings
 from models.build import ModelSpec, build_classifier
-from models.data import spectrum_width
 from models.job import save_version
 from models.registry import Registry
+from models.spectrum import spectrum_width
 from simulators.phone import FaultRates
 from streaming import job
 from tests.integration.test_stream_lake import produce_fleet, read_lake, stream_settings

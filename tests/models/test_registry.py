@@ -177,21 +177,27 @@ def test_a_damaged_model_is_never_promoted(
     assert len(registry.history()) == 1
 
 
+@pytest.mark.parametrize("features", ["spectrum", "samples+magnitude"])
 def test_a_fresh_process_loads_a_classifier_with_its_feature_layer(
-    registry: Registry, tmp_path: Path
+    registry: Registry, tmp_path: Path, features: str
 ) -> None:
     """The API and the streaming job load models through the registry alone: it must register
-    the layer every classifier begins with."""
+    the layer a classifier begins with (WindowSpectrum by default, or WindowFeatures)."""
     import numpy as np
 
     from common.settings import ModelSettings
     from models.build import ModelSpec, build_classifier
+    from models.spectrum import spectrum_width
 
+    width = spectrum_width(10)
     spec = ModelSpec.from_settings(
-        ModelSettings(encoder_units=(8,), magnitude_channel=True, input_features="samples"),
-        input_dim=30, classes=("a", "b"),
-        axis_mean=(0, 9.8, 0), axis_std=(3, 3, 3), magnitude=(9.8, 2.0),
+        ModelSettings(encoder_units=(8,), magnitude_channel=features != "spectrum",
+                      input_features="spectrum" if features == "spectrum" else "samples"),
+        input_dim=30, classes=("a", "b"), axis_mean=(0, 9.8, 0), axis_std=(3, 3, 3),
+        magnitude=(9.8, 2.0), spectrum=((0.5,) * width, (2.0,) * width),
     )  # fmt: skip
+    layer = "WindowSpectrum" if features == "spectrum" else "WindowFeatures"
+    assert type(build_classifier(spec).layers[1]).__name__ == layer
     model = build_classifier(spec)
     model.save(tmp_path / "model.keras")
     registry.promote(

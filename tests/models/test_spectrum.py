@@ -10,7 +10,8 @@ import pytest
 
 from common.settings import ModelSettings
 from models.build import ModelSpec, build_autoencoder, build_classifier, build_encoder_stack
-from models.data import mean_std, spectrum_features, spectrum_moments
+from models.data import mean_std
+from models.spectrum import spectrum_features, spectrum_moments
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 CLASSES = ("walking", "jogging", "upstairs", "downstairs", "sitting", "standing")
@@ -45,6 +46,16 @@ def test_the_layer_standardises_the_numpy_features_with_the_partitions_statistic
     np.testing.assert_allclose(raw[:, :3], train.reshape(-1, SAMPLES, 3).mean(axis=1), rtol=1e-5)
 
 
+def test_an_empty_partition_adds_nothing_to_the_statistics() -> None:
+    train = windows(50, seed=6)
+    empty = np.zeros((0, SAMPLES * 3), np.float32)  # a Spark partition without windows
+    sums, count = spectrum_moments(empty, SAMPLES)
+    assert count == 0 and sums.shape == (2, 3 + 3 * (SAMPLES // 2)) and not sums.any()
+    with_empty = mean_std([spectrum_moments(train, SAMPLES), (sums, count)])
+    for mine, theirs in zip(with_empty, mean_std([spectrum_moments(train, SAMPLES)]), strict=True):
+        np.testing.assert_allclose(mine, theirs)
+
+
 def test_a_step_reads_the_same_wherever_in_the_window_it_falls() -> None:
     spec = spectrum_spec(windows(100, seed=2))
     stack = build_encoder_stack(spec, 0)
@@ -71,8 +82,8 @@ def test_a_spectrum_model_saves_reloads_and_pretrains_on_the_features(tmp_path) 
 
 
 def test_the_settings_fail_fast() -> None:
-    with pytest.raises(ValueError, match=r"magnitude_channel .* input_features is 'spectrum'"):
-        ModelSettings(magnitude_channel=True, input_features="spectrum")
+    with pytest.raises(ValueError, match=r"needs MBD_MODEL_INPUT_FEATURES=samples; input_fea"):
+        ModelSettings(magnitude_channel=True)
     with pytest.raises(ValueError, match=r"input_features is 'spectrum': give its features"):
         ModelSpec.from_settings(
             ModelSettings(input_features="spectrum"), input_dim=SAMPLES * 3, classes=CLASSES,
