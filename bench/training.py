@@ -65,10 +65,11 @@ score higher (0.921 with pretraining, 0.929 without), and pretraining still lowe
 The figures above are of the samples input, the model's default until 2026-11-24. The spectrum
 input (``MBD_MODEL_INPUT_FEATURES=spectrum``, the default since; models/features.py;
 bench/results/training-spectrum.json) raised every arm: (a) / (b) / (c) reached the target in
-60 / 56 / 40 s with held-out macro-F1 0.997 / 0.998 / 0.994 (speedup 1.42×, fewer rounds to the
-target), and labels10 scored 0.988 with pretraining, 0.985 without. Pretraining gained in 8 of
-the 9 untied draws (p = 0.02), but by +0.003 ± 0.004 on average, under the rule's 0.01: with
-both arms at 0.975-0.995 there is little left for it to add.
+60 / 56 / 40 s with held-out macro-F1 0.997 / 0.998 / 0.994 (speedup 1.42×,
+``partial_slowdown_c_over_b`` 1.30), and labels10 scored 0.988 with pretraining, 0.985
+without. Pretraining gained in 8 of the 9 untied draws (p = 0.02), but by +0.003 ± 0.004 on
+average, under the rule's 0.01: with both arms at 0.975-0.995 there is little left for it to
+add.
 
 Each run is its own process, one at a time. The last line printed is one JSON object.
 
