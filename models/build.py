@@ -65,10 +65,12 @@ class ModelSpec:
             raise ValueError(f"a window tensor has 3 axes per sample; input_dim {input_dim} is not")
         if settings.magnitude_channel and magnitude is None:
             raise ValueError("magnitude_channel is on: give the magnitude's (mean, std)")
-        if settings.input_features == "spectrum" and spectrum is None:
-            raise ValueError("input_features is 'spectrum': give its features' (means, stds)")
-        spectral = spectrum if settings.input_features == "spectrum" else None
-        spectrum_mean, spectrum_std = (None, None) if spectral is None else spectral
+        spectrum_mean = spectrum_std = None
+        if settings.input_features == "spectrum":
+            if spectrum is None:
+                raise ValueError("input_features is 'spectrum': give its features' (means, stds)")
+            spectrum_mean = tuple(float(v) for v in spectrum[0])
+            spectrum_std = tuple(max(float(v), 1e-6) for v in spectrum[1])
         mean, std = magnitude if settings.magnitude_channel else (None, None)  # type: ignore[misc]
         return cls(
             input_dim=input_dim,
@@ -81,10 +83,8 @@ class ModelSpec:
             axis_std=tuple(max(float(v), 1e-6) for v in axis_std),  # type: ignore[arg-type]
             magnitude_mean=None if mean is None else float(mean),
             magnitude_std=None if std is None else max(float(std), 1e-6),
-            spectrum_mean=None if spectrum_mean is None else tuple(float(v) for v in spectrum_mean),
-            spectrum_std=None
-            if spectrum_std is None
-            else tuple(max(float(v), 1e-6) for v in spectrum_std),
+            spectrum_mean=spectrum_mean,
+            spectrum_std=spectrum_std,
         )
 
     @classmethod
