@@ -14,7 +14,7 @@ needs :mod:`models.features` imported, which :meth:`Registry.load_model` does.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -100,6 +100,23 @@ class ModelSpec:
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
+    def without_statistics(self) -> ModelSpec:
+        """This spec with neutral statistics (means 0, stds 1): all that the weights of a
+        model without its normaliser depend on, the same for every run of one configuration."""
+
+        def neutral(values: tuple[float, ...] | float | None, value: float) -> Any:
+            if values is None:
+                return None
+            return value if isinstance(values, float) else (value,) * len(values)
+
+        return replace(
+            self, axis_mean=(0.0, 0.0, 0.0), axis_std=(1.0, 1.0, 1.0),
+            magnitude_mean=neutral(self.magnitude_mean, 0.0),
+            magnitude_std=neutral(self.magnitude_std, 1.0),
+            spectrum_mean=neutral(self.spectrum_mean, 0.0),
+            spectrum_std=neutral(self.spectrum_std, 1.0),
+        )  # fmt: skip
+
     def layer_input_dim(self, layer: int) -> int:
         """Width of what encoder layer ``layer`` reads."""
         if layer:
@@ -131,37 +148,63 @@ def _normaliser(spec: ModelSpec) -> keras.layers.Layer:
     )  # fmt: skip
 
 
-def build_classifier(spec: ModelSpec) -> keras.Model:
-    """Normalise → stacked encoders → softmax over ``spec.classes``."""
+def build_normaliser(spec: ModelSpec) -> keras.Model:
+    """Window tensors → what encoder layer 0 reads, with the spec's statistics; no weights."""
     import keras
 
     inputs = keras.Input((spec.input_dim,), name="window_tensor")
-    hidden = _normaliser(spec)(inputs)
-    for layer, units in enumerate(spec.encoder_units):
+    return keras.Model(inputs, _normaliser(spec)(inputs), name="normaliser")
+
+
+def _inputs(spec: ModelSpec, normalise: bool) -> tuple[Any, Any]:
+    """(the model's input, what its first encoder reads): window tensors through the
+    normaliser, or with ``normalise=False`` features already normalised (build_normaliser)."""
+    import keras
+
+    if not normalise:
+        features = keras.Input((spec.layer_input_dim(0),), name="features")
+        return features, features
+    inputs = keras.Input((spec.input_dim,), name="window_tensor")
+    return inputs, _normaliser(spec)(inputs)
+
+
+def _encoders(spec: ModelSpec, hidden: Any, depth: int) -> Any:
+    import keras
+
+    for layer in range(depth):
+        units = spec.encoder_units[layer]
         hidden = keras.layers.Dense(units, activation=spec.activation, name=f"encoder_{layer}")(
             hidden
         )
+    return hidden
+
+
+def build_classifier(spec: ModelSpec, *, normalise: bool = True) -> keras.Model:
+    """Normalise → stacked encoders → softmax over ``spec.classes``.
+
+    ``normalise=False``: the same model without its normaliser, reading normalised features;
+    its weights are the same list (the normaliser has none), and they depend on no statistics.
+    """
+    import keras
+
+    inputs, hidden = _inputs(spec, normalise)
+    hidden = _encoders(spec, hidden, len(spec.encoder_units))
     if spec.dropout:
         hidden = keras.layers.Dropout(spec.dropout, name="dropout")(hidden)
     outputs = keras.layers.Dense(len(spec.classes), activation="softmax", name="activity")(hidden)
     return keras.Model(inputs, outputs, name="activity_classifier")
 
 
-def build_encoder_stack(spec: ModelSpec, depth: int) -> keras.Model:
-    """The normaliser and the first ``depth`` encoder layers: what layer ``depth`` learns from.
+def build_encoder_stack(spec: ModelSpec, depth: int, *, normalise: bool = True) -> keras.Model:
+    """The normaliser (unless ``normalise=False``) and the first ``depth`` encoder layers: what
+    layer ``depth`` learns from.
 
     Its layers carry the classifier's names, so weights copy across by name.
     """
     import keras
 
-    inputs = keras.Input((spec.input_dim,), name="window_tensor")
-    hidden = _normaliser(spec)(inputs)
-    for layer in range(depth):
-        units = spec.encoder_units[layer]
-        hidden = keras.layers.Dense(units, activation=spec.activation, name=f"encoder_{layer}")(
-            hidden
-        )
-    return keras.Model(inputs, hidden, name=f"encoder_stack_{depth}")
+    inputs, hidden = _inputs(spec, normalise)
+    return keras.Model(inputs, _encoders(spec, hidden, depth), name=f"encoder_stack_{depth}")
 
 
 def build_autoencoder(spec: ModelSpec, layer: int) -> keras.Model:

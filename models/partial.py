@@ -7,7 +7,9 @@ and sample count, to be averaged by the driver.
 
 TensorFlow is imported inside the functions, limited to one thread per task, and each worker
 process builds and compiles every model once, then only swaps weights and resets the optimiser
-state: a round costs training, not graph building.
+state: a round costs training, not graph building. The window tensors pass through the run's
+normaliser first (a model with no weights, built once per run); the models that train read
+its output, so they depend on no run's statistics and serve every run of the schedule.
 """
 
 from __future__ import annotations
@@ -48,29 +50,59 @@ class PartialResult:
     seconds: float = 0.0  # spent in train_partial, to tell training from the round's overhead
 
 
+# Per Python worker: the compiled models without their normaliser, by the spec's shape, and the
+# normaliser of the latest spec, by the spec with its statistics.
 _models: dict[tuple[str, str, int], Any] = {}
 
 
 def cached_model(spec: ModelSpec, kind: str, layer: int = 0) -> Any:
-    """This process's compiled model of ``kind`` (classifier, autoencoder, stack) for ``spec``."""
-    import keras
+    """This process's model of ``kind`` for ``spec``: the ``normaliser`` (window tensors →
+    normalised features), or, reading those features, the compiled ``classifier`` or
+    ``autoencoder`` of a layer, or the encoder ``stack`` below a layer.
 
-    from models.build import build_autoencoder, build_classifier, build_encoder_stack
+    Only the normaliser carries a run's statistics, and it only predicts. The models that
+    train are built once per shape and serve every run: each model that Keras 3.15 fits leaves
+    a few MB behind in TensorFlow when dropped, even after ``clear_session``, so a worker that
+    rebuilt them for every scheduled run would grow run after run.
+    """
+    from models.build import (
+        build_autoencoder,
+        build_classifier,
+        build_encoder_stack,
+        build_normaliser,
+    )
 
-    key = (repr(spec), kind, layer)
+    if kind == "normaliser":
+        key = (repr(spec), kind, layer)
+        for old in [k for k in _models if k[1] == kind and k != key]:
+            del _models[old]
+    else:
+        key = (repr(spec.without_statistics()), kind, layer)
     if key not in _models:
-        if kind == "classifier":
-            model = build_classifier(spec)
-            model.compile(optimizer=keras.optimizers.Adam(), loss="sparse_categorical_crossentropy")
+        if kind == "normaliser":
+            model = build_normaliser(spec)
+        elif kind == "classifier":
+            model = _compiled(
+                build_classifier(spec, normalise=False), "sparse_categorical_crossentropy"
+            )
         elif kind == "autoencoder":
-            model = build_autoencoder(spec, layer)
-            model.compile(optimizer=keras.optimizers.Adam(), loss="mse")
+            model = _compiled(build_autoencoder(spec, layer), "mse")
         elif kind == "stack":
-            model = build_encoder_stack(spec, layer)
+            model = build_encoder_stack(spec, layer, normalise=False)
         else:
             raise ValueError(f"unknown model kind {kind!r}")
         _models[key] = model
     return _models[key]
+
+
+def _compiled(model: Any, loss: str) -> Any:
+    import keras
+
+    model.compile(optimizer=keras.optimizers.Adam(), loss=loss)
+    # Adam's slots are made now, eagerly. Made by the first fit, inside its traced step, each
+    # slot leaves TensorFlow functions behind that outlive the model (Keras 3.15, TF 2.21).
+    model.optimizer.build(model.trainable_variables)
+    return model
 
 
 def reset_optimizer(model: Any, learning_rate: float) -> None:
@@ -85,14 +117,23 @@ def reset_optimizer(model: Any, learning_rate: float) -> None:
             variable.assign(np.zeros(variable.shape, dtype=variable.dtype))
 
 
-def layer_features(spec: ModelSpec, layer: int, encoder_weights: dict, x: np.ndarray) -> np.ndarray:
-    """What encoder layer ``layer`` reads: the window tensors through the normaliser and the
-    already pretrained layers below it."""
+def normalised(spec: ModelSpec, x: np.ndarray) -> np.ndarray:
+    """Window tensors → what encoder layer 0 reads, through the spec's own normaliser."""
+    return np.asarray(cached_model(spec, "normaliser").predict(x, batch_size=2048, verbose=0))
+
+
+def layer_features(
+    spec: ModelSpec, layer: int, encoder_weights: dict, features: np.ndarray
+) -> np.ndarray:
+    """What encoder layer ``layer`` reads: normalised features through the already pretrained
+    layers below it."""
+    if layer == 0:
+        return features
     stack = cached_model(spec, "stack", layer)
     for name, weights in encoder_weights.items():
         if any(item.name == name for item in stack.layers):
             stack.get_layer(name).set_weights(weights)
-    return np.asarray(stack.predict(x, batch_size=2048, verbose=0))
+    return np.asarray(stack.predict(features, batch_size=2048, verbose=0))
 
 
 def train_partial(
@@ -116,13 +157,14 @@ def train_partial(
         order = np.random.default_rng([task.seed, task.round, partition]).permutation(len(x))
         x, y = x[order], y[order]
     sample_weight = None
+    features = normalised(task.spec, x)
     if task.phase == "pretrain":
         model = cached_model(task.spec, "autoencoder", task.layer)
-        inputs = layer_features(task.spec, task.layer, task.encoder_weights, x)
+        inputs = layer_features(task.spec, task.layer, task.encoder_weights, features)
         targets: np.ndarray = inputs
     else:
         model = cached_model(task.spec, "classifier")
-        inputs, targets = x, y
+        inputs, targets = features, y
         if task.class_weights is not None:
             sample_weight = np.asarray(task.class_weights, np.float32)[y]
     model.set_weights(task.weights)

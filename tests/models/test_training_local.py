@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from common.settings import ModelSettings, TrainSettings
-from models.build import ModelSpec, build_classifier
+from models.build import ModelSpec, build_autoencoder, build_classifier
 from models.partial import RoundTask, train_partial
 from models.runners import LocalRunner
+from models.spectrum import spectrum_width
 from models.trainer import Trainer, _EarlyStop
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -56,6 +57,66 @@ def test_one_finetune_round_equals_plain_keras_training_from_the_same_weights() 
     assert partial.count == 96
     for mine, theirs in zip(partial.weights, plain.get_weights(), strict=True):
         np.testing.assert_allclose(mine, theirs, rtol=1e-5, atol=1e-6)
+
+
+def spec_of_a_run(input_features: str, shift: float) -> ModelSpec:
+    """The small model as one scheduled run would have it: its statistics moved by ``shift``."""
+    features = input_features.split("+")
+    width = spectrum_width(10)
+    return ModelSpec.from_settings(
+        ModelSettings(encoder_units=(12, 6), dropout=0.0, noise_stddev=0.1,
+                      input_features=features[0], magnitude_channel="magnitude" in features),
+        input_dim=30, classes=CLASSES, axis_mean=(shift, 9.8 + shift, 0.0),
+        axis_std=(0.3 + shift, 2.0, 0.3), magnitude=(9.8 + shift, 2.0 + shift),
+        spectrum=(tuple(np.linspace(-1, 1, width) + shift), (1.0 + shift,) * width),
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("input_features", ["samples", "samples+magnitude", "spectrum"])
+def test_a_later_run_trains_with_its_own_statistics(input_features: str) -> None:
+    """The workers keep their compiled models from run to run; a run's statistics still reach
+    its training: its round equals plain Keras training of that run's classifier."""
+    import keras
+
+    x, y = two_activities(96, seed=3)
+    first, later = spec_of_a_run(input_features, 0.0), spec_of_a_run(input_features, 0.5)
+    keras.utils.set_random_seed(5)
+    start = build_classifier(later).get_weights()
+    for spec in (first, later):
+        task = RoundTask(spec=spec, phase="finetune", weights=start, epochs=2, batch_size=16,
+                         learning_rate=0.01, shuffle=False)  # fmt: skip
+        partial = train_partial(task, x, y)
+
+    plain = build_classifier(later)
+    plain.set_weights(start)
+    plain.compile(optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy")
+    plain.fit(x, y, epochs=2, batch_size=16, shuffle=False, verbose=0)
+    for mine, theirs in zip(partial.weights, plain.get_weights(), strict=True):
+        np.testing.assert_allclose(mine, theirs, rtol=1e-5, atol=1e-6)
+
+
+def test_runs_with_new_statistics_leave_no_tensorflow_functions_behind() -> None:
+    """A scheduled run brings new statistics; the functions TensorFlow holds for a worker's
+    models stay as many as after the first run (each model that was fitted and dropped
+    used to leave its own behind, about 4 MB a model)."""
+    import gc
+
+    from tensorflow.python.eager import context
+
+    x, y = two_activities(64, seed=6)
+    held = []
+    for run in range(3):
+        spec = spec_of_a_run("spectrum", 0.1 * run)
+        for layer in (0, 1):
+            start = build_autoencoder(spec, layer).get_weights()
+            encoders = {"encoder_0": build_classifier(spec).get_layer("encoder_0").get_weights()}
+            train_partial(RoundTask(spec=spec, phase="pretrain", layer=layer, weights=start,
+                                    encoder_weights=encoders), x, y)  # fmt: skip
+        start = build_classifier(spec).get_weights()
+        train_partial(RoundTask(spec=spec, phase="finetune", weights=start), x, y)
+        gc.collect()
+        held.append(len(context.context().list_function_names()))
+    assert held[2] == held[1], f"functions held after each run: {held}"
 
 
 def test_every_round_starts_from_a_fresh_optimiser() -> None:
