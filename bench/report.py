@@ -26,6 +26,7 @@ class Goal:
 class Headline:
     figures: list[str]
     goals: list[Goal] = field(default_factory=list)
+    without_goals: str = "— (baseline for the others)"  # the goal cell when there are none
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -196,6 +197,22 @@ def training(f: Figures) -> Headline:
     return Headline(lines, _goals(f["goals"], TRAINING_GOALS))
 
 
+def retraining(f: Figures) -> Headline:
+    lines = []
+    for name, arm in f["arms"].items():
+        kept = "" if arm["same_workers"] else " (Spark replaced a worker)"
+        lines.append(
+            f"{name}: Python workers +{_n(arm['worker_mb_per_run'])} MB a run, driver "
+            f"+{_n(arm['driver_mb_per_run'])} MB a run{kept}"
+        )
+    ratio = f["ratio_new_over_same"]
+    lines.append(
+        f"{_n(f['runs'])} runs an arm; new statistics over the same lake "
+        + (f"{_n(ratio)}×" if ratio is not None else "— (the same lake's workers did not grow)")
+    )
+    return Headline(lines, without_goals="— (none set: figures to watch)")
+
+
 SOAK_GOALS = {
     "no_restarts": "no service restarted",
     "memory_flat": "no service's peak RSS grew > 25 % from first to last minute",
@@ -240,6 +257,7 @@ HEADLINES: dict[str, Callable[[Figures], Headline]] = {
     "streaming": streaming,
     "predict": predict,
     "training": training,
+    "retraining": retraining,
     "soak": soak,
 }
 
@@ -262,9 +280,10 @@ def _cell(lines: Sequence[str]) -> str:
     return "<br>".join(line.replace("|", "\\|") for line in lines)
 
 
-def _goal_cell(goals: Sequence[Goal]) -> str:
+def _goal_cell(headline: Headline) -> str:
+    goals = headline.goals
     if not goals:
-        return "— (baseline for the others)"
+        return headline.without_goals
     verdict = {True: "met", False: "**not met**", None: "unknown"}
     return _cell([f"{goal.text}: {verdict[goal.met]}" for goal in goals])
 
@@ -288,7 +307,7 @@ def row(name: str, figures: Figures | None, *, command: str, log_hint: str) -> l
                 name,
                 "ok",
                 _cell(headline.figures),
-                _goal_cell(headline.goals),
+                _goal_cell(headline),
                 when,
                 reproduce,
             ]

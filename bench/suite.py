@@ -36,6 +36,7 @@ BENCHMARKS: dict[str, list[str]] = {
     "streaming": ["-m", "bench.streaming"],
     "predict": ["-m", "bench.predict"],
     "training": ["-m", "bench.training"],
+    "retraining": ["-m", "bench.retraining"],
     "soak": ["-m", "bench.soak"],
 }
 

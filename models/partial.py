@@ -61,9 +61,10 @@ def cached_model(spec: ModelSpec, kind: str, layer: int = 0) -> Any:
     ``autoencoder`` of a layer, or the encoder ``stack`` below a layer.
 
     Only the normaliser carries a run's statistics, and it only predicts. The models that
-    train are built once per shape and serve every run: each model that Keras 3.15 fits leaves
-    a few MB behind in TensorFlow when dropped, even after ``clear_session``, so a worker that
-    rebuilt them for every scheduled run would grow run after run.
+    train are built once per shape and serve every run the worker lives through (Spark ends a
+    Python worker idle for a minute): each model that Keras 3.15 fits leaves a few MB behind in
+    TensorFlow when dropped, even after ``clear_session``, so a worker that rebuilt them for
+    every run grew run after run (``python -m bench.retraining``).
     """
     from models.build import (
         build_autoencoder,

@@ -77,6 +77,20 @@ TRAINING = {
     "goals": {"speedup_at_least_1.7": True, "pretraining_helps": False},
     "suite": RUN,
 }
+
+
+def arm_figures(worker_mb: float, driver_mb: float, same_workers: bool = True) -> dict:
+    return {"worker_mb_per_run": worker_mb, "driver_mb_per_run": driver_mb,
+            "same_workers": same_workers, "after_each_run": []}  # fmt: skip
+
+
+RETRAINING = {
+    "benchmark": "retraining",
+    "runs": 8,
+    "arms": {"new": arm_figures(4.6, 0.3), "same": arm_figures(2.3, 0.1, same_workers=False)},
+    "ratio_new_over_same": 2.0,
+    "suite": RUN,
+}
 SOAK = {
     "benchmark": "soak",
     "phones": 500,
@@ -100,6 +114,7 @@ ALL = {
     "streaming": STREAMING,
     "predict": PREDICT,
     "training": TRAINING,
+    "retraining": RETRAINING,
     "soak": SOAK,
 }
 COMMANDS = {name: f"python -m bench.{name}" for name in ALL}
@@ -156,6 +171,19 @@ def test_training_row_has_every_run_speedup_and_pretraining_gain() -> None:
     assert lines[4] == "speedup (c) over (b) 3.11×; pretraining gain at 10 % labels -0.013 macro-F1"
     assert goal == ("speedup (c) over (b) ≥ 1.7×: met<br>"
                     "pretraining raises macro-F1 at 10 % labels: **not met**")  # fmt: skip
+
+
+def test_retraining_row_has_each_arms_growth_and_their_ratio_but_no_goal() -> None:
+    _, figures, goal, _, _ = rendered(ALL)["retraining"]
+
+    assert figures.split("<br>") == [
+        "new: Python workers +4.6 MB a run, driver +0.3 MB a run",
+        "same: Python workers +2.3 MB a run, driver +0.1 MB a run (Spark replaced a worker)",
+        "8 runs an arm; new statistics over the same lake 2×",
+    ]
+    assert goal == "— (none set: figures to watch)"
+    without_ratio = rendered({"retraining": {**RETRAINING, "ratio_new_over_same": None}})
+    assert without_ratio["retraining"][1].endswith("— (the same lake's workers did not grow)")
 
 
 def test_soak_row_has_memory_per_service_restarts_lag_and_model() -> None:
