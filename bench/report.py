@@ -202,8 +202,8 @@ def retraining(f: Figures) -> Headline:
     for name, arm in f["arms"].items():
         kept = "" if arm["same_workers"] else " (Spark replaced a worker)"
         lines.append(
-            f"{name}: Python workers +{_n(arm['worker_mb_per_run'])} MB a run, driver "
-            f"+{_n(arm['driver_mb_per_run'])} MB a run{kept}"
+            f"{name}: Python workers {arm['worker_mb_per_run']:+g} MB a run, driver "
+            f"{arm['driver_mb_per_run']:+g} MB a run{kept}"
         )
     ratio = f["ratio_new_over_same"]
     lines.append(

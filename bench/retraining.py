@@ -20,7 +20,9 @@ two. Until 2026-11-25 a worker built the models it trains anew for every new set
 and each model that Keras 3.15 fits and then drops leaves memory behind in TensorFlow: that
 code grew a worker by 34.7 MB a run with new statistics and 1.6 MB with the same lake (ratio
 21.7×), against 4.0 and 1.4 MB (2.86×) since (2026-11-25; models/partial.py tells what
-changed).
+changed). What new statistics still add, about 2.6 MB a run, is not accounted for; the lake
+that grows by three phones a run is a small part of it (their windows are held by the
+workers, about 0.2 MB a run).
 
     python -m bench.retraining [--runs 8]
 """

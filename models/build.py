@@ -101,13 +101,13 @@ class ModelSpec:
         return asdict(self)
 
     def without_statistics(self) -> ModelSpec:
-        """This spec with neutral statistics (means 0, stds 1): all that the weights of a
-        model without its normaliser depend on, the same for every run of one configuration."""
+        """This spec with neutral statistics (means 0, stds 1): everything that shapes a model
+        without its normaliser, the same for every run of one configuration."""
 
         def neutral(values: tuple[float, ...] | float | None, value: float) -> Any:
             if values is None:
                 return None
-            return value if isinstance(values, float) else (value,) * len(values)
+            return (value,) * len(values) if isinstance(values, tuple) else value
 
         return replace(
             self, axis_mean=(0.0, 0.0, 0.0), axis_std=(1.0, 1.0, 1.0),
@@ -183,7 +183,8 @@ def build_classifier(spec: ModelSpec, *, normalise: bool = True) -> keras.Model:
     """Normalise → stacked encoders → softmax over ``spec.classes``.
 
     ``normalise=False``: the same model without its normaliser, reading normalised features;
-    its weights are the same list (the normaliser has none), and they depend on no statistics.
+    its weights are the same list (the normaliser has none), and its shape depends on no
+    statistics.
     """
     import keras
 

@@ -53,9 +53,10 @@ class PartialResult:
 # Per Python worker: the compiled models without their normaliser, by the spec's shape, and the
 # normaliser of the latest spec, by the spec with its statistics.
 _models: dict[tuple[str, str, int], Any] = {}
+ModelKind = Literal["normaliser", "classifier", "autoencoder", "stack"]
 
 
-def cached_model(spec: ModelSpec, kind: str, layer: int = 0) -> Any:
+def cached_model(spec: ModelSpec, kind: ModelKind, layer: int = 0) -> Any:
     """This process's model of ``kind`` for ``spec``: the ``normaliser`` (window tensors →
     normalised features), or, reading those features, the compiled ``classifier`` or
     ``autoencoder`` of a layer, or the encoder ``stack`` below a layer.
@@ -64,7 +65,9 @@ def cached_model(spec: ModelSpec, kind: str, layer: int = 0) -> Any:
     train are built once per shape and serve every run the worker lives through (Spark ends a
     Python worker idle for a minute): each model that Keras 3.15 fits leaves a few MB behind in
     TensorFlow when dropped, even after ``clear_session``, so a worker that rebuilt them for
-    every run grew run after run (``python -m bench.retraining``).
+    every run grew run after run (``python -m bench.retraining``). What a model draws at
+    random (noise, dropout) is reseeded for every round by :func:`train_partial`, so a round
+    does not depend on what its worker trained before.
     """
     from models.build import (
         build_autoencoder,
@@ -118,6 +121,15 @@ def reset_optimizer(model: Any, learning_rate: float) -> None:
             variable.assign(np.zeros(variable.shape, dtype=variable.dtype))
 
 
+def reseed(model: Any, seed: int) -> None:
+    """Restart the random draws of the model's layers (noise, dropout) from ``seed``: they keep
+    their own generators, which ``keras.utils.set_random_seed`` does not reset."""
+    for layer in model.layers:
+        generator = getattr(layer, "seed_generator", None)
+        if generator is not None:
+            generator.state.assign(np.asarray([seed, 0], dtype=generator.state.dtype))
+
+
 def normalised(spec: ModelSpec, x: np.ndarray) -> np.ndarray:
     """Window tensors → what encoder layer 0 reads, through the spec's own normaliser."""
     return np.asarray(cached_model(spec, "normaliser").predict(x, batch_size=2048, verbose=0))
@@ -153,7 +165,8 @@ def train_partial(
     limit_tensorflow_threads()
     import keras
 
-    keras.utils.set_random_seed(task.seed * 1_000_003 + task.round * 1009 + partition)
+    seed = task.seed * 1_000_003 + task.round * 1009 + partition
+    keras.utils.set_random_seed(seed)
     if task.shuffle:
         order = np.random.default_rng([task.seed, task.round, partition]).permutation(len(x))
         x, y = x[order], y[order]
@@ -170,6 +183,7 @@ def train_partial(
             sample_weight = np.asarray(task.class_weights, np.float32)[y]
     model.set_weights(task.weights)
     reset_optimizer(model, task.learning_rate)
+    reseed(model, seed)
     history = model.fit(
         inputs,
         targets,

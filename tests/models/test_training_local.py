@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import numpy as np
 import pytest
 
 from common.settings import ModelSettings, TrainSettings
-from models.build import ModelSpec, build_autoencoder, build_classifier
-from models.partial import RoundTask, train_partial
+from models import partial as partial_module
+from models.build import ModelSpec, build_autoencoder, build_classifier, build_encoder_stack
+from models.partial import RoundTask, cached_model, train_partial
 from models.runners import LocalRunner
 from models.spectrum import spectrum_width
 from models.trainer import Trainer, _EarlyStop
@@ -95,28 +97,61 @@ def test_a_later_run_trains_with_its_own_statistics(input_features: str) -> None
         np.testing.assert_allclose(mine, theirs, rtol=1e-5, atol=1e-6)
 
 
-def test_runs_with_new_statistics_leave_no_tensorflow_functions_behind() -> None:
-    """A scheduled run brings new statistics; the functions TensorFlow holds for a worker's
-    models stay as many as after the first run (each model that was fitted and dropped
-    used to leave its own behind, about 4 MB a model)."""
-    import gc
+def test_a_later_run_pretrains_a_deeper_layer_on_its_own_statistics() -> None:
+    """Pretraining layer 1: the window tensors through the later run's normaliser and the
+    pretrained layer 0, then one round of its autoencoder, as plain Keras does it."""
+    import keras
 
-    from tensorflow.python.eager import context
+    x, _ = two_activities(96, seed=7)
+    y = np.full(96, -1, np.int32)  # pretraining reads unlabelled windows too
+    first, later = (
+        dataclasses.replace(spec_of_a_run("spectrum", shift), noise_stddev=0.0)
+        for shift in (0.0, 0.5)
+    )
+    keras.utils.set_random_seed(8)
+    encoder_0 = build_classifier(later).get_layer("encoder_0").get_weights()
+    start = build_autoencoder(later, 1).get_weights()
+    for spec in (first, later):
+        task = RoundTask(spec=spec, phase="pretrain", layer=1, weights=start,
+                         encoder_weights={"encoder_0": encoder_0}, epochs=2, batch_size=16,
+                         learning_rate=0.01, shuffle=False)  # fmt: skip
+        partial = train_partial(task, x, y)
 
-    x, y = two_activities(64, seed=6)
-    held = []
-    for run in range(3):
-        spec = spec_of_a_run("spectrum", 0.1 * run)
-        for layer in (0, 1):
-            start = build_autoencoder(spec, layer).get_weights()
-            encoders = {"encoder_0": build_classifier(spec).get_layer("encoder_0").get_weights()}
-            train_partial(RoundTask(spec=spec, phase="pretrain", layer=layer, weights=start,
-                                    encoder_weights=encoders), x, y)  # fmt: skip
-        start = build_classifier(spec).get_weights()
-        train_partial(RoundTask(spec=spec, phase="finetune", weights=start), x, y)
-        gc.collect()
-        held.append(len(context.context().list_function_names()))
-    assert held[2] == held[1], f"functions held after each run: {held}"
+    stack = build_encoder_stack(later, 1)
+    stack.get_layer("encoder_0").set_weights(encoder_0)
+    features = np.asarray(stack.predict(x, verbose=0))
+    plain = build_autoencoder(later, 1)
+    plain.set_weights(start)
+    plain.compile(optimizer=keras.optimizers.Adam(0.01), loss="mse")
+    plain.fit(features, features, epochs=2, batch_size=16, shuffle=False, verbose=0)
+    assert partial.count == 96
+    for mine, theirs in zip(partial.weights, plain.get_weights(), strict=True):
+        np.testing.assert_allclose(mine, theirs, rtol=1e-5, atol=1e-6)
+
+
+def test_runs_with_new_statistics_share_the_models_that_train_and_keep_one_normaliser() -> None:
+    """What a worker keeps does not grow with the runs it serves: each model that Keras fits
+    and then drops leaves memory behind (bench/retraining.py measures it)."""
+    first, later = spec_of_a_run("spectrum", 0.0), spec_of_a_run("spectrum", 0.5)
+    for kind, layer in (("classifier", 0), ("autoencoder", 1), ("stack", 1)):
+        assert cached_model(first, kind, layer) is cached_model(later, kind, layer)
+    assert cached_model(first, "normaliser") is not cached_model(later, "normaliser")
+    assert [key for key in partial_module._models if key[1] == "normaliser"] == [
+        (repr(later), "normaliser", 0)
+    ]
+
+
+def test_a_round_does_not_depend_on_what_its_worker_trained_before() -> None:
+    """Noise and dropout draw from generators of their own, reseeded every round."""
+    spec = dataclasses.replace(spec_of_a_run("samples", 0.0), dropout=0.3)
+    x, y = two_activities(64, seed=9)
+    start = build_classifier(spec).get_weights()
+    task = RoundTask(spec=spec, phase="finetune", weights=start, epochs=1, batch_size=16)
+    alone = train_partial(task, x, y)
+    train_partial(dataclasses.replace(task, round=1), x, y)  # draws from the dropout generator
+    again = train_partial(task, x, y)
+    for a, b in zip(alone.weights, again.weights, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
 
 
 def test_every_round_starts_from_a_fresh_optimiser() -> None:
