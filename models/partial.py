@@ -9,7 +9,8 @@ TensorFlow is imported inside the functions, limited to one thread per task, and
 process builds and compiles every model once, then only swaps weights and resets the optimiser
 state: a round costs training, not graph building. The window tensors pass through the run's
 normaliser first (a model with no weights, built once per run); the models that train read
-its output, so they depend on no run's statistics and serve every run of the schedule.
+its output, so their shape depends on no run's statistics and they serve every run that
+their worker lives through.
 """
 
 from __future__ import annotations
