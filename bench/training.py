@@ -69,10 +69,10 @@ bench/results/training-spectrum.json) raised every arm: (a) / (b) / (c) reached 
 ``partial_slowdown_c_over_b`` 1.30; five runs at a faster hour of the VM that night gave
 1.71×, 1.65×, 1.76×, 1.61× and 1.44× with slowdowns of 1.01, 1.05, 0.97, 1.06 and 1.25, and
 (a) / (b) / (c) at 31-36 / 42-47 / 27-30 s; the last two reseed every round's noise and
-dropout, with held-out macro-F1 0.996 / 0.998 / 0.998), and labels10 scored 0.988 with pretraining, 0.985
-without. Pretraining gained in 8 of the 9 untied draws (p = 0.02), but by +0.003 ± 0.004 on
-average, under the rule's 0.01: with both arms at 0.975-0.995 there is little left for it to
-add.
+dropout, with held-out macro-F1 0.996 / 0.998 / 0.998), and labels10 scored 0.988 with
+pretraining, 0.985 without. Pretraining gained in 8 of the 9 untied draws (p = 0.02), but by
++0.003 ± 0.004 on average, under the rule's 0.01: with both arms at 0.975-0.995 there is
+little left for it to add.
 
 Each run is its own process, one at a time. The last line printed is one JSON object.
 
