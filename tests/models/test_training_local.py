@@ -34,11 +34,19 @@ def two_activities(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def small_spec(*, magnitude_channel: bool = False) -> ModelSpec:
+    return spec_of_a_run("samples+magnitude" if magnitude_channel else "samples", 0.0)
+
+
+def spec_of_a_run(input_features: str, shift: float) -> ModelSpec:
+    """The small model as one scheduled run would have it: its statistics moved by ``shift``."""
+    features = input_features.split("+")
+    width = spectrum_width(10)
     return ModelSpec.from_settings(
         ModelSettings(encoder_units=(12, 6), dropout=0.0, noise_stddev=0.1,
-                      input_features="samples", magnitude_channel=magnitude_channel),
-        input_dim=30, classes=CLASSES, axis_mean=(0.0, 9.8, 0.0), axis_std=(0.3, 2.0, 0.3),
-        magnitude=(9.8, 2.0),
+                      input_features=features[0], magnitude_channel="magnitude" in features),
+        input_dim=30, classes=CLASSES, axis_mean=(shift, 9.8 + shift, 0.0),
+        axis_std=(0.3 + shift, 2.0, 0.3), magnitude=(9.8 + shift, 2.0 + shift),
+        spectrum=(tuple(np.linspace(-1, 1, width) + shift), (1.0 + shift,) * width),
     )  # fmt: skip
 
 
@@ -70,19 +78,6 @@ def test_one_finetune_round_equals_plain_keras_training_from_the_same_weights() 
     assert partial.count == 96
     assert_plain_keras_gives(partial.weights, build_classifier(spec), start, x, y,
                              "sparse_categorical_crossentropy")  # fmt: skip
-
-
-def spec_of_a_run(input_features: str, shift: float) -> ModelSpec:
-    """The small model as one scheduled run would have it: its statistics moved by ``shift``."""
-    features = input_features.split("+")
-    width = spectrum_width(10)
-    return ModelSpec.from_settings(
-        ModelSettings(encoder_units=(12, 6), dropout=0.0, noise_stddev=0.1,
-                      input_features=features[0], magnitude_channel="magnitude" in features),
-        input_dim=30, classes=CLASSES, axis_mean=(shift, 9.8 + shift, 0.0),
-        axis_std=(0.3 + shift, 2.0, 0.3), magnitude=(9.8 + shift, 2.0 + shift),
-        spectrum=(tuple(np.linspace(-1, 1, width) + shift), (1.0 + shift,) * width),
-    )  # fmt: skip
 
 
 @pytest.mark.parametrize("input_features", ["samples", "samples+magnitude", "spectrum"])
