@@ -8,6 +8,7 @@ from bench.training import (
     draws_needed_to_help,
     partial_slowdown,
     per_class_draws_gained_lost,
+    pretraining_verdict,
     sign_test_p,
 )
 
@@ -37,6 +38,35 @@ def test_per_class_counts_gains_and_losses_beyond_a_tie() -> None:
     assert per_class_draws_gained_lost(draws) == {
         "walking": [1, 1], "downstairs": [1, 2], "sitting": [0, 0],
     }  # fmt: skip
+
+
+def _draws(pairs: list[tuple[float, float]]) -> list[dict]:
+    return [{"macro_f1_pretrained": pre, "macro_f1_no_pretraining": bare, "gain": pre - bare}
+            for pre, bare in pairs]  # fmt: skip
+
+
+def test_a_small_gain_helps_when_little_is_left_to_gain() -> None:
+    # without pretraining 0.985: a tenth of the 0.015 it lacks is 0.0015; gains of 0.003
+    verdict = pretraining_verdict(_draws([(0.988, 0.985)] * 9 + [(0.985, 0.985)]))
+    assert verdict["draws_with_gain"] == 9 and verdict["draws_tied"] == 1
+    assert verdict["sign_test_p"] == pytest.approx(1 / 512, abs=1e-4)
+    assert verdict["share_of_shortfall_removed"] == pytest.approx(0.18)  # 0.0027 / 0.015
+    assert verdict["helps"]
+
+
+def test_the_same_gain_is_too_small_when_much_is_left() -> None:
+    # without pretraining 0.88: the gain must reach 0.012
+    verdict = pretraining_verdict(_draws([(0.883, 0.88)] * 10))
+    assert verdict["share_of_shortfall_removed"] == pytest.approx(0.025)
+    assert not verdict["helps"]
+
+
+def test_a_large_mean_gain_from_few_draws_does_not_help() -> None:
+    # a big gain in 5 of 10 draws: the mean is large, the sign test is not convinced
+    verdict = pretraining_verdict(_draws([(0.95, 0.88)] * 5 + [(0.87, 0.88)] * 5))
+    assert verdict["gain_mean"] == pytest.approx(0.03)
+    assert verdict["sign_test_p"] > 0.05
+    assert not verdict["helps"]
 
 
 def _run(*rounds: tuple[str, int, float, float | None]) -> dict:
