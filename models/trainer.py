@@ -150,7 +150,9 @@ class Trainer:
             )  # fmt: skip
             weights, figures = self._round(task)
             autoencoder.set_weights(weights)
-            val_loss = float(autoencoder.evaluate(val_features, val_features, verbose=0))
+            val_loss = float(
+                autoencoder.evaluate(val_features, val_features, batch_size=2048, verbose=0)
+            )
             self._record(phase=f"pretrain-{layer}", round=round_, val_loss=val_loss,
                          val_accuracy=None, **figures)  # fmt: skip
             if stop.update(val_loss, weights):
@@ -172,7 +174,9 @@ class Trainer:
             task = self._task(phase="finetune", round=round_, weights=weights)
             weights, figures = self._round(task)
             classifier.set_weights(weights)
-            val_loss, val_accuracy = classifier.evaluate(self.val_x, self.val_y, verbose=0)
+            val_loss, val_accuracy = classifier.evaluate(
+                self.val_x, self.val_y, batch_size=2048, verbose=0
+            )
             self._record(phase="finetune", round=round_, val_loss=float(val_loss),
                          val_accuracy=float(val_accuracy), **figures)  # fmt: skip
             reached = self.target_accuracy is not None and val_accuracy >= self.target_accuracy
