@@ -97,6 +97,9 @@ def test_training_reaches_90_percent_on_held_out_phones_and_the_gate_refuses_wor
     data = version.metrics["data"]
     assert data["train_windows"] + data["validation_windows"] <= data["lake_windows"]
     assert [e["phase"] for e in version.metrics["history"]][:2] == ["pretrain-0", "pretrain-0"]
+    # the workers start TensorFlow before the rounds, which the timings tell apart
+    timings = version.metrics["timings"]
+    assert list(timings)[:2] == ["load-tensorflow", "pretrain-0"] and timings["load-tensorflow"] > 0
     served = registry.load_model()
     assert served.output_shape == (None, 6)
     # the default input, the spectrum, with statistics the job sums over the Spark partitions
