@@ -2,10 +2,13 @@
 
 A runner holds the training windows and applies a function ``fn(x, y, partition)`` to every
 partition's windows, returning the results to the driver. :class:`SparkRunner` keeps the
-windows in a persisted DataFrame split into ``partitions``; each task gets its windows as Arrow
+windows in a persisted DataFrame split into ``partitions``; a task gets its windows as Arrow
 batches (``mapInArrow``), turns them into numpy once and keeps them in its Python worker for
-the next rounds, and ships the function through a broadcast variable. :class:`LocalRunner` is
-the same contract on in-memory arrays, for single-process training and tests.
+the next rounds, and ships the function through a broadcast variable. Once a partition's
+windows are in a worker, the tasks read only its labels column from Spark: a worker that does
+not have them (another worker got the task) answers so, and those partitions run again with
+their windows. :class:`LocalRunner` is the same contract on in-memory arrays, for
+single-process training and tests.
 """
 
 from __future__ import annotations
@@ -56,10 +59,12 @@ _partition_cache: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
 
 
 def _partition_arrays(
-    dataset: str, partition: int, batches: Iterator[pa.RecordBatch], input_dim: int
-) -> tuple[np.ndarray, np.ndarray]:
+    dataset: str, partition: int, batches: Iterator[pa.RecordBatch], input_dim: int, read: bool
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The partition's windows, kept in this worker: read from ``batches`` when they carry the
+    windows (``read``), else the ones kept (None: this worker has none)."""
     key = (dataset, partition)
-    if key not in _partition_cache:
+    if read:
         for old in [k for k in _partition_cache if k[0] != dataset]:
             del _partition_cache[old]
         chunks = [arrow_to_numpy(batch, input_dim) for batch in batches if batch.num_rows]
@@ -72,10 +77,13 @@ def _partition_arrays(
     else:
         for _ in batches:  # drain unread input, or Spark will not reuse this worker
             pass
-    return _partition_cache[key]
+    return _partition_cache.get(key)
 
 
-RESULT_SCHEMA = "partition int, result binary"
+RESULT_SCHEMA = "partition int, found boolean, result binary"
+_RESULT_ARROW = pa.schema(
+    [("partition", pa.int32()), ("found", pa.bool_()), ("result", pa.binary())]
+)
 
 
 class SparkRunner:
@@ -96,10 +104,31 @@ class SparkRunner:
             .persist(StorageLevel.MEMORY_AND_DISK)
         )
         self.count = self.windows.count()
+        self.labels = self.windows.select("y")  # the same cached partitions, without tensors
+        self.sent: set[int] = set()  # partitions whose windows some worker has had
 
     def map_partitions(self, fn: PartitionFn) -> list[Any]:
-        spark = self.windows.sparkSession
-        shipped = spark.sparkContext.broadcast(fn)
+        from pyspark.sql import functions as F
+
+        shipped = self.windows.sparkSession.sparkContext.broadcast(fn)
+        try:
+            results: dict[int, Any] = {}
+            if self.sent:
+                results = self._run(self.labels, shipped, set(self.sent))
+            missing = sorted(set(range(self.partitions)) - results.keys())
+            if missing:  # never sent, or their task ran in a worker that does not have them
+                windows = self.windows.where(F.spark_partition_id().isin(missing))
+                results.update(self._run(windows, shipped, set(missing), read=True))
+                self.sent.update(missing)
+        finally:
+            shipped.destroy()
+        return [results[p] for p in sorted(results)]
+
+    def _run(
+        self, frame: DataFrame, shipped: Any, partitions: set[int], *, read: bool = False
+    ) -> dict[int, Any]:
+        """``shipped``'s function on each of these partitions whose worker has its windows, or
+        reads them from ``frame`` (``read``); by partition."""
         dataset, input_dim = self.dataset, self.input_dim
 
         def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
@@ -107,18 +136,19 @@ class SparkRunner:
 
             context = TaskContext.get()
             partition = context.partitionId() if context else 0
-            x, y = _partition_arrays(dataset, partition, batches, input_dim)
-            result = pickle.dumps(shipped.value(x, y, partition), protocol=5)
+            if partition not in partitions:
+                for _ in batches:  # (none: filtered out) drained, so the worker is reused
+                    pass
+                return
+            arrays = _partition_arrays(dataset, partition, batches, input_dim, read)
+            result = b"" if arrays is None else pickle.dumps(shipped.value(*arrays, partition), 5)
             yield pa.RecordBatch.from_pydict(
-                {"partition": [partition], "result": [result]},
-                schema=pa.schema([("partition", pa.int32()), ("result", pa.binary())]),
+                {"partition": [partition], "found": [arrays is not None], "result": [result]},
+                schema=_RESULT_ARROW,
             )
 
-        try:
-            rows = self.windows.mapInArrow(run, RESULT_SCHEMA).collect()
-        finally:
-            shipped.destroy()
-        return [pickle.loads(row.result) for row in sorted(rows, key=lambda r: r.partition)]
+        rows = frame.mapInArrow(run, RESULT_SCHEMA).collect()
+        return {row.partition: pickle.loads(row.result) for row in rows if row.found}
 
     def close(self) -> None:
         self.windows.unpersist()
