@@ -28,7 +28,7 @@ and as a scheduled retraining's driver has from its second run on; until 2026-11
 loaded it on the clock (``driver_tensorflow_import_s`` says how long that takes: 3.4-3.7 s, a
 serial cost that moves the speedup: 1.74× with it off the clock is about 1.69× with it added
 back to both). Until 2026-11-25 their workers loaded it in round 0, on the clock; since then the
-job has every process that trains load it before the rounds (``workers_tensorflow_load_s``, the
+job has every Spark worker that trains load it before the rounds (``workers_tensorflow_load_s``, the
 job's ``load-tensorflow`` timing: a Spark pass that (b)'s one worker makes once and (c)'s two
 make side by side), so that every run starts its clock with TensorFlow loaded everywhere.
 

@@ -67,7 +67,7 @@ def _class_counts(n_classes: int, x: np.ndarray, y: np.ndarray, partition: int) 
 
 
 def _load_tensorflow(x: np.ndarray, y: np.ndarray, partition: int) -> None:
-    """Start TensorFlow in the process that trains this partition, one thread per task."""
+    """Start TensorFlow in the Spark worker that trains this partition, one thread per task."""
     limit_tensorflow_threads()
     import keras  # noqa: F401
 
@@ -169,11 +169,13 @@ def train_once(
             settings.model, input_dim=input_dim, classes=classes, axis_mean=mean[:3],
             axis_std=std[:3], magnitude=(mean[3], std[3]), spectrum=spectrum,
         )  # fmt: skip
-        # Every process that trains starts TensorFlow now, not inside the first round: the
-        # rounds' figures (and the progress display) then show training, not a worker's start.
-        loading = time.perf_counter()
-        runner.map_partitions(_load_tensorflow)
-        load_tensorflow_s = round(time.perf_counter() - loading, 3)
+        loaded: dict[str, float] = {}
+        if isinstance(runner, SparkRunner):  # (the local runner trains in this process)
+            # Every worker starts TensorFlow now, not inside the first round: the rounds'
+            # figures (and the progress display) then show training, not a worker's start.
+            loading = time.perf_counter()
+            runner.map_partitions(_load_tensorflow)
+            loaded["load-tensorflow"] = round(time.perf_counter() - loading, 3)
         trainer = Trainer(
             spec=spec,
             runner=runner,
@@ -210,7 +212,7 @@ def train_once(
             .count(),
         },
         timings={
-            "load-tensorflow": load_tensorflow_s,
+            **loaded,
             **result.seconds,
             "total": round(time.perf_counter() - began, 3),
         },
