@@ -63,6 +63,30 @@ class _EarlyStop:
         return self.waited >= self.patience
 
 
+def outputs(model: Any, x: np.ndarray, chunk: int = 8192) -> np.ndarray:
+    """The model's outputs for ``x``, called eagerly a chunk at a time. The driver's first
+    ``predict`` or ``evaluate`` of each model traces a function (a few tenths of a second, in
+    every phase, while the workers wait); an eager call traces nothing."""
+    starts = range(0, max(len(x), 1), chunk)
+    return np.concatenate([np.asarray(model(x[i : i + chunk], training=False)) for i in starts])
+
+
+def reconstruction_loss(autoencoder: Any, features: np.ndarray) -> float:
+    """The autoencoder's mean squared error on ``features``, as ``evaluate`` gives it."""
+    import keras
+
+    return float(keras.losses.MeanSquaredError()(features, outputs(autoencoder, features)))
+
+
+def classification_figures(classifier: Any, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """(sparse cross-entropy, accuracy) of the classifier on ``x``, as ``evaluate`` gives them."""
+    import keras
+
+    probabilities = outputs(classifier, x)
+    loss = keras.losses.SparseCategoricalCrossentropy()(y, probabilities)
+    return float(loss), float(np.mean(probabilities.argmax(axis=1) == y))
+
+
 def _partial_round(task: RoundTask, x: np.ndarray, y: np.ndarray, partition: int) -> PartialResult:
     return train_partial(task, x, y, partition=partition)
 
@@ -134,10 +158,9 @@ class Trainer:
 
     def _pretrain_layer(self, classifier: Any, layer: int) -> None:
         autoencoder = build_autoencoder(self.spec, layer)
-        autoencoder.compile(loss="mse")
         stack = build_encoder_stack(self.spec, layer)
         sync_encoders(classifier, stack)
-        val_features = np.asarray(stack.predict(self.val_x, batch_size=2048, verbose=0))
+        val_features = outputs(stack, self.val_x)
         encoders = {
             f"encoder_{j}": classifier.get_layer(f"encoder_{j}").get_weights() for j in range(layer)
         }
@@ -150,9 +173,7 @@ class Trainer:
             )  # fmt: skip
             weights, figures = self._round(task)
             autoencoder.set_weights(weights)
-            val_loss = float(
-                autoencoder.evaluate(val_features, val_features, batch_size=2048, verbose=0)
-            )
+            val_loss = reconstruction_loss(autoencoder, val_features)
             self._record(phase=f"pretrain-{layer}", round=round_, val_loss=val_loss,
                          val_accuracy=None, **figures)  # fmt: skip
             if stop.update(val_loss, weights):
@@ -163,6 +184,7 @@ class Trainer:
     def _finetune(self, classifier: Any) -> None:
         import keras
 
+        # compiled for whoever loads the saved model; the rounds' figures do not use it
         classifier.compile(
             optimizer=keras.optimizers.Adam(),
             loss="sparse_categorical_crossentropy",
@@ -174,9 +196,7 @@ class Trainer:
             task = self._task(phase="finetune", round=round_, weights=weights)
             weights, figures = self._round(task)
             classifier.set_weights(weights)
-            val_loss, val_accuracy = classifier.evaluate(
-                self.val_x, self.val_y, batch_size=2048, verbose=0
-            )
+            val_loss, val_accuracy = classification_figures(classifier, self.val_x, self.val_y)
             self._record(phase="finetune", round=round_, val_loss=float(val_loss),
                          val_accuracy=float(val_accuracy), **figures)  # fmt: skip
             reached = self.target_accuracy is not None and val_accuracy >= self.target_accuracy
