@@ -77,15 +77,20 @@ pretraining, 0.985 without. Pretraining gained in 8 of the 9 untied draws (p = 0
 +0.003 ± 0.004 on average, under the rule's 0.01: with both arms at 0.975-0.995 there is
 little left for it to add.
 
-On 2026-11-25 three changes cut the rounds' fixed cost: the driver validates in batches of 2,048
-(Keras's default 32 took about 0.3 s a round for the 12,700 validation windows), the workers load
-TensorFlow before the clock (above), and rounds after the first read only the labels column
-from Spark (models/runners.py; every round sent each partition's tensors from the JVM before:
-(c)'s rounds spent 0.5-1.0 s outside their slowest partial, 0.2-0.5 s since). Seven runs that
-night (bench/results/training-abc-2026-11-25.json): with the first two changes 1.70×, 1.58×,
-1.76× (slowdowns 1.03, 1.13, 1.01; the code before them, run between these, 1.68× at 1.01);
-with all three, (a) / (b) / (c) reached the target in 30-32 / 37-40 / 21.5-22.2 s with the same
-held-out figures as before, speedup 1.73×, 1.84×, 1.69× (slowdowns 1.01, 0.99, 1.08).
+On 2026-11-25 four changes cut the rounds' fixed cost: the workers load TensorFlow before the
+clock (above); rounds after the first read only the labels column from Spark (models/runners.py;
+every round sent each partition's tensors from the JVM before: (c)'s rounds spent 0.5-1.0 s
+outside their slowest partial, 0.2-0.5 s since); and the driver validates by eager calls
+instead of ``evaluate`` (first in batches of 2,048 rather than Keras's default 32, which took
+about 0.3 s a round for the 12,700 validation windows; then without ``predict``/``evaluate``,
+whose first call traced a function in every phase). The driver's time outside the rounds' maps
+went from 2.5 s to 0.5-0.8 s of a run to the target. Twelve runs that night
+(bench/results/training-abc-2026-11-25.json), held-out figures the same in all (macro-F1
+0.9958 / 0.9976 / 0.9976): with the workers' TensorFlow and the 2,048 batches 1.70×, 1.58×,
+1.76× (slowdowns 1.03, 1.13, 1.01; the code before, run between these, 1.68× at 1.01); adding
+the labels-only rounds 1.73×, 1.84×, 1.69× (1.01, 0.99, 1.08); adding the eager validation,
+(a) / (b) / (c) at 29-31 / 36-38 / 19.6-21.4 s, speedup 1.72×, 1.74×, 1.76×, 1.94×, 1.76×
+(slowdowns 1.06, 1.06, 1.03, 0.93, 1.04).
 
 Since 2026-11-25 the size the mean gain must reach is relative: a tenth of what the model
 without pretraining lacks of a perfect macro-F1 (``MIN_SHARE_OF_SHORTFALL``), 0.012 for the
