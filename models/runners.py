@@ -75,9 +75,14 @@ def _partition_arrays(
             x, y = np.zeros((0, input_dim), np.float32), np.zeros(0, np.int32)
         _partition_cache[key] = (x, y)
     else:
-        for _ in batches:  # drain unread input, or Spark will not reuse this worker
-            pass
+        _drain(batches)
     return _partition_cache.get(key)
+
+
+def _drain(batches: Iterator[pa.RecordBatch]) -> None:
+    """Read the task's unread input, or Spark will not reuse this worker."""
+    for _ in batches:
+        pass
 
 
 RESULT_SCHEMA = "partition int, found boolean, result binary"
@@ -137,8 +142,7 @@ class SparkRunner:
             context = TaskContext.get()
             partition = context.partitionId() if context else 0
             if partition not in partitions:
-                for _ in batches:  # (none: filtered out) drained, so the worker is reused
-                    pass
+                _drain(batches)  # (none: filtered out)
                 return
             arrays = _partition_arrays(dataset, partition, batches, input_dim, read)
             result = b"" if arrays is None else pickle.dumps(shipped.value(*arrays, partition), 5)

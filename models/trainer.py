@@ -197,10 +197,10 @@ class Trainer:
             weights, figures = self._round(task)
             classifier.set_weights(weights)
             val_loss, val_accuracy = classification_figures(classifier, self.val_x, self.val_y)
-            self._record(phase="finetune", round=round_, val_loss=float(val_loss),
-                         val_accuracy=float(val_accuracy), **figures)  # fmt: skip
+            self._record(phase="finetune", round=round_, val_loss=val_loss,
+                         val_accuracy=val_accuracy, **figures)  # fmt: skip
             reached = self.target_accuracy is not None and val_accuracy >= self.target_accuracy
-            if stop.update(float(val_loss), weights) or reached:
+            if stop.update(val_loss, weights) or reached:
                 break
         classifier.set_weights(stop.best_weights or weights)
 
