@@ -9,28 +9,18 @@ window code, cached under .cache/bench/):
 (c) the same on two 1-core workers.
 
 "One core" is one CPU: (a)'s process, and each worker with everything it starts, are pinned
-to a CPU of their own (``taskset``). A worker's ``--cores`` only caps its concurrent tasks, and
-unpinned, TensorFlow's input pipeline threads of (b)'s single worker ran on the idle second CPU,
-which made (b) faster than one core and the speedup smaller (1.4-1.5× unpinned; pinned, 2.01×
-in a run on 2026-11-23, 1.57× and 1.62× in two runs on 2026-11-24, when the VM trained faster;
-in the 1.57× run's history a round spent about 1.4 s (b) and 0.9 s (c) outside its slowest
-partial training, time a second worker does not halve). The driver (averaging, validation) is
-not pinned, as it would be a machine of its own.
-
-``partial_slowdown_c_over_b`` tells the machine's part (:func:`partial_slowdown`). On 2026-11-24
-it was 1.00 in a run whose speedup was 1.74×, 1.14 in one of 1.58×; in the suite's run of that
-day (1.41×), before it was reported, the round history read by hand gave 1.26.
+to a CPU of their own (``taskset``). A worker's ``--cores`` only caps its concurrent tasks;
+unpinned, TensorFlow's threads of (b)'s single worker ran on the idle second CPU, which made (b)
+faster than one core. The driver (averaging, validation) is not pinned, as it would be a
+machine of its own.
 
 For each: wall time from the start of training to the first round whose validation accuracy
 reaches the common target, final held-out accuracy and macro-F1 (devices split, never windows).
-Every run's driver has TensorFlow loaded before that clock starts, as (a)'s process always had
-and as a scheduled retraining's driver has from its second run on; until 2026-11-24 (b) and (c)
-loaded it on the clock (``driver_tensorflow_import_s`` says how long that takes: 3.4-3.7 s, a
-serial cost that moves the speedup: 1.74× with it off the clock is about 1.69× with it added
-back to both). Until 2026-11-25 their workers loaded it in round 0, on the clock; since then the
-job has every Spark worker that trains load it before the rounds (``workers_tensorflow_load_s``, the
-job's ``load-tensorflow`` timing: a Spark pass that (b)'s one worker makes once and (c)'s two
-make side by side), so that every run starts its clock with TensorFlow loaded everywhere.
+Every run starts its clock with TensorFlow loaded in its driver and its workers
+(``driver_tensorflow_import_s`` and ``workers_tensorflow_load_s`` say how long that took).
+``partial_slowdown_c_over_b`` tells the machine's part (:func:`partial_slowdown`): how much
+slower (c)'s two workers trained their halves side by side than (b)'s one worker trained the
+same halves. In the runs of 2026-11-24 and 25 it was 0.93 to 1.30, and the speedup followed it.
 
 Then ``labels10``: does phase-1 pretraining help when only 10 % of the windows carry labels?
 Labels arrive as they do in the product, per phone (only some users annotate): 10 % of the
@@ -39,83 +29,16 @@ held-out phones keep all theirs, so the score covers every held-out phone. Each 
 draws of annotating phones is trained twice on local[2], 2 partitions, with identical
 fine-tuning and data, once after pretraining on all windows and once without. By default it
 uses the same windows as (a)-(c); ``--labels10-devices`` picks a smaller fleet (the first
-phones of the same simulation), where 10 % is a handful of annotating phones and labels are
-scarce enough for unlabelled windows to matter more. In a study of four draws the mean gain
-shrank as annotating phones grew: −0.002 ± 0.016 with 500 phones (about 35 annotating, 6,000
-labelled windows), +0.018 ± 0.024 with 300; labels hidden per window rather than per phone
-gave +0.012 ± 0.009 with 150. A later run of five draws on all 500 phones (42 annotating) gave
-+0.024 ± 0.031, positive in every draw but one draw's +0.077 making the spread.
-Pretraining "helps" when it raises held-out macro-F1 in so many of the draws that a one-sided
-sign test gives p ≤ 0.05 (all of 5, 9 of 10; a gain or loss under 0.001 is a tie and left out,
-as a sign test does), and the mean gain is at least 0.01 (a point of macro-F1, so that many tiny
-gains do not count). Until 2026-11-24 the rule was a gain in every
-draw and a mean gain above the gains' standard deviation; it failed in two runs where every draw
-gained, each time because one draw gained far more than the others (+0.077, +0.111), which
-tells how much pretraining helps, not whether. The new rule was fixed before a 10-draw run whose
-draws 6-10 had never been trained (ties were left out after it, which did not change its
-verdict): 4 of the 8 untied draws gained, mean +0.011 ± 0.032, not measurable help. Reruns of the
-same draw differ by about 0.01 (draw 1: +0.000 and +0.004 before, −0.011 in that run).
+phones of the same simulation).
 
-``per_class_draws_gained_lost`` tells where the macro gain comes from. In that run (counted from
-its saved metrics in the bench's cache, since overwritten) pretraining raised the F1 of jogging
-in 10 draws, upstairs in 9, standing in 8 and walking in 6 (lowered in 2), and lowered
-downstairs in 7 (mean −0.057): the class confused with walking, and the one that limits
-macro-F1. With ``MBD_MODEL_INPUT_FEATURES=samples MBD_MODEL_MAGNITUDE_CHANNEL=true`` (a fourth
-input channel, models/features.py; bench/results/training-labels10-magnitude.json) both arms
-score higher (0.921 with pretraining, 0.929 without), and pretraining still lowers downstairs
-(in 8 draws): 3 of 9 untied draws gained, mean −0.008 ± 0.015.
+Pretraining helps (:func:`pretraining_verdict`) when a one-sided sign test over the draws whose
+gain is not a tie (under ``TIE`` either way) gives p ≤ 0.05, and the mean gain is at least a
+tenth of what the model without pretraining lacks of a perfect macro-F1
+(``MIN_SHARE_OF_SHORTFALL``). A run makes 30 draws: at the rate at which draws gained before
+that number was set (22 of 28 untied, 79 %), a sign test over 10 draws reaches p ≤ 0.05 in a
+third of runs, over 30 in about 96 % (the binomial chance of 20 or more gains in 30).
 
-The figures above are of the samples input, the model's default until 2026-11-24. The spectrum
-input (``MBD_MODEL_INPUT_FEATURES=spectrum``, the default since; models/features.py;
-bench/results/training-spectrum.json) raised every arm: (a) / (b) / (c) reached the target in
-60 / 56 / 40 s with held-out macro-F1 0.997 / 0.998 / 0.994 (speedup 1.42×,
-``partial_slowdown_c_over_b`` 1.30; five runs at a faster hour of the VM that night gave
-1.71×, 1.65×, 1.76×, 1.61× and 1.44× with slowdowns of 1.01, 1.05, 0.97, 1.06 and 1.25, and
-(a) / (b) / (c) at 31-36 / 42-47 / 27-30 s; the last two reseed every round's noise and
-dropout, with held-out macro-F1 0.996 / 0.998 / 0.998), and labels10 scored 0.988 with
-pretraining, 0.985 without. Pretraining gained in 8 of the 9 untied draws (p = 0.02), but by
-+0.003 ± 0.004 on average, under the rule's 0.01: with both arms at 0.975-0.995 there is
-little left for it to add.
-
-On 2026-11-25 four changes cut the rounds' fixed cost: the workers load TensorFlow before the
-clock (above); rounds after the first read only the labels column from Spark (models/runners.py;
-every round sent each partition's tensors from the JVM before: (c)'s rounds spent 0.5-1.0 s
-outside their slowest partial, 0.2-0.5 s since); and the driver validates by eager calls
-instead of ``evaluate`` (first in batches of 2,048 rather than Keras's default 32, which took
-about 0.3 s a round for the 12,700 validation windows; then without ``predict``/``evaluate``,
-whose first call traced a function in every phase). The driver's time outside the rounds' maps
-went from 2.5 s to 0.5-0.8 s of a run to the target. Twelve runs that night
-(bench/results/training-abc-2026-11-25.json), held-out figures the same in all (macro-F1
-0.9958 / 0.9976 / 0.9976): with the workers' TensorFlow and the 2,048 batches 1.70×, 1.58×,
-1.76× (slowdowns 1.03, 1.13, 1.01; the code before, run between these, 1.68× at 1.01); adding
-the labels-only rounds 1.73×, 1.84×, 1.69× (1.01, 0.99, 1.08); adding the eager validation,
-(a) / (b) / (c) at 29-31 / 36-38 / 19.6-21.4 s, speedup 1.72×, 1.74×, 1.76×, 1.94×, 1.76×
-(slowdowns 1.06, 1.06, 1.03, 0.93, 1.04).
-
-Since 2026-11-25 the size the mean gain must reach is relative: a tenth of what the model
-without pretraining lacks of a perfect macro-F1 (``MIN_SHARE_OF_SHORTFALL``), 0.012 for the
-samples input's 0.879, 0.0015 for the spectrum's 0.985. A fixed point of macro-F1 asked of the
-spectrum model that pretraining remove two thirds of its remaining errors. The sign test is
-unchanged. The rule was changed knowing that the spectrum run above passes it (it removed 21 %
-of the shortfall, p = 0.02) and the samples runs do not (9 %, p = 0.62; −11 % with the
-magnitude channel); it was committed before a run on draws 11-20 (``--first-draw 11``), never
-trained before, which is the run that decides. In it (01:45-02:01,
-bench/results/training-labels10-draws11-20.json) macro-F1 was 0.9887 with pretraining and 0.9835
-without; 8 of the 9 untied draws gained (p = 0.02), mean +0.0052 ± 0.0046, 31 % of the
-shortfall, so pretraining helps by this rule (by the old fixed 0.01 it would not). It raised
-downstairs' F1 in 9 draws (lowered in none) and upstairs' in 8 (lowered in 2). A second run
-under the rule, on draws 21-30 and the code of that night's later changes (03:47-04:01,
-bench/results/training-labels10-draws21-30.json): 0.9869 with pretraining, 0.9844 without, 6 of
-10 draws gained (p = 0.38), mean +0.0025 ± 0.0051, 16 % of the shortfall: not help by the rule.
-One of the two runs under it passed.
-
-That is what ten draws give for a gain this size: over the 30 spectrum draws so far (1-10 on
-2026-11-24, 11-30 above) pretraining gained in 22 of the 28 untied draws (79 %), mean +0.0036 ±
-0.0046. At that rate a one-sided sign test over 10 draws reaches p ≤ 0.05 (9 of 10 gained) in
-33 % of runs, over 20 (15 of 20) in 76 %, over 30 (20 of 30) in 96 %: the binomial chance of
-that many gains at 79 % a draw. So since 2026-11-25 a run makes 30 draws (``--draws``), about
-45 minutes on this machine. The default was raised before a run on draws 31-60, never trained
-before, which is the run that decides; the rule itself is unchanged.
+Every earlier run, the rule's earlier forms and why each changed: bench/results/HISTORY.md.
 
 Each run is its own process, one at a time. The last line printed is one JSON object.
 
@@ -431,7 +354,7 @@ def pretraining_verdict(draws: list[dict[str, Any]]) -> dict[str, Any]:
         "share_of_shortfall_removed": round(mean / shortfall, 3) if shortfall > 0 else None,
         "draws_with_gain": helped,
         "draws_tied": len(gains) - len(untied),
-        "sign_test_p": round(sign_test_p(helped, len(untied)), 4) if untied else None,
+        "sign_test_p": float(f"{sign_test_p(helped, len(untied)):.2g}") if untied else None,
         "helps": needed is not None and helped >= needed and mean >= enough,
     }
 
