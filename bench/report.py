@@ -186,6 +186,8 @@ def training(f: Figures) -> Headline:
     for name, run in f["runs"].items():
         seconds = run["seconds_to_target"]
         reached = f"{_n(seconds)} s to {_n(target)}" if seconds else f"{_n(target)} not reached"
+        if len(each := run.get("seconds_to_target_each_run", [])) > 1:
+            reached += f" (median of {len(each)} runs: {', '.join(map(_n, each))} s)"
         lines.append(
             f"{name}: {reached}, held-out accuracy {_n(run['heldout_accuracy'])}, "
             f"macro-F1 {_n(run['heldout_macro_f1'])}"

@@ -6,9 +6,11 @@ import pytest
 
 from bench.training import (
     draws_needed_to_help,
+    median_run,
     partial_slowdown,
     per_class_draws_gained_lost,
     pretraining_verdict,
+    ratio,
     sign_test_p,
 )
 
@@ -85,3 +87,17 @@ def test_partial_slowdown_is_none_when_a_run_never_reaches_the_target() -> None:
     b = _run(("finetune", 0, 2.0, 0.98))
     c = _run(("finetune", 0, 2.0, 0.90))
     assert partial_slowdown(b, c, target=0.97) is None
+
+
+def test_the_median_run_is_the_middle_time_and_a_run_short_of_the_target_is_slowest() -> None:
+    times = [{"seconds_to_target": s} for s in (30.0, 18.0, 25.0)]
+    assert median_run(times) == 2
+    times = [{"seconds_to_target": s} for s in (None, 18.0, 25.0)]
+    assert median_run(times) == 2
+    times = [{"seconds_to_target": s} for s in (None, None, 25.0)]
+    assert median_run(times) in (0, 1)  # a median that never reached the target
+
+
+def test_the_speedup_is_none_without_both_times() -> None:
+    assert ratio(28.9, 17.0) == 1.7
+    assert ratio(None, 17.0) is None and ratio(28.9, None) is None
