@@ -1,5 +1,5 @@
-"""SparkRunner: the windows reach a worker once; later rounds read only the labels from Spark,
-and a worker without the windows gets them again."""
+"""SparkRunner: the windows reach a worker once; later rounds read no rows from Spark, and a
+worker without the windows gets them again."""
 
 from __future__ import annotations
 
@@ -49,6 +49,8 @@ def test_every_round_gives_each_partition_its_own_windows(spark) -> None:
     try:
         rounds = [runner.map_partitions(_moments) for _ in range(8)]
         counts = runner.map_partitions(functools.partial(_class_counts, 3))
+        # rounds that find their windows read none of the cached partitions' rows
+        placed = (runner.placement.rdd.getNumPartitions(), runner.placement.count())
     finally:
         runner.close()
 
@@ -58,6 +60,7 @@ def test_every_round_gives_each_partition_its_own_windows(spark) -> None:
         assert sum(count for _, count in moments) == samples
         np.testing.assert_allclose(sum(m for m, _ in moments), whole, rtol=1e-5)
     assert np.sum(counts, axis=0).tolist() == np.bincount(y[y >= 0], minlength=3).tolist()
+    assert placed == (2, 0)
     # the first round sends the windows; after it, most rounds find them in their workers
     assert passes[0] == (True, frozenset({0, 1}))
     assert sum(read for read, _ in passes) < len(rounds)
@@ -76,7 +79,7 @@ def test_workers_without_the_windows_read_them_again(spark) -> None:
 
     assert passes == [
         (True, frozenset({0, 1, 2})),
-        (False, frozenset({0, 1, 2})),  # asked for labels only: nobody has the windows
+        (False, frozenset({0, 1, 2})),  # sent no windows: nobody has them
         (True, frozenset({0, 1, 2})),
     ]
     for (mine, n), (theirs, m) in zip(after, before, strict=True):
