@@ -12,7 +12,7 @@ import pytest
 from common.settings import ModelSettings, TrainSettings
 from models import partial as partial_module
 from models.build import ModelSpec, build_autoencoder, build_classifier, build_encoder_stack
-from models.partial import RoundTask, cached_model, train_partial
+from models.partial import RoundTask, cached_model, epoch_batches, train_partial
 from models.runners import LocalRunner
 from models.spectrum import spectrum_width
 from models.trainer import Trainer, _EarlyStop
@@ -64,20 +64,37 @@ def assert_plain_keras_gives(
         np.testing.assert_allclose(mine, theirs, rtol=1e-5, atol=1e-6)
 
 
-def test_one_finetune_round_equals_plain_keras_training_from_the_same_weights() -> None:
+@pytest.mark.parametrize("windows", [96, 100])  # 100: each epoch ends on a batch of 4
+def test_one_finetune_round_equals_plain_keras_training_from_the_same_weights(
+    windows: int,
+) -> None:
     import keras
 
     spec = small_spec()
-    x, y = two_activities(96, seed=3)
+    x, y = two_activities(windows, seed=3)
     keras.utils.set_random_seed(5)
     start = build_classifier(spec).get_weights()
     task = RoundTask(spec=spec, phase="finetune", weights=start, epochs=2, batch_size=16,
                      learning_rate=0.01, seed=0, shuffle=False)  # fmt: skip
     partial = train_partial(task, x, y)
 
-    assert partial.count == 96
+    assert partial.count == windows
     assert_plain_keras_gives(partial.weights, build_classifier(spec), start, x, y,
                              "sparse_categorical_crossentropy")  # fmt: skip
+
+
+def test_epoch_batches_repeat_the_windows_in_order_ending_each_epoch_on_a_short_batch() -> None:
+    x = np.arange(10, dtype=np.float32)[:, None]
+    weights = np.linspace(0, 1, 10, dtype=np.float32)
+    stream = iter(epoch_batches(x, x[:, 0] * 2, weights, batch_size=4))
+    batches = [next(stream) for _ in range(6)]  # two epochs of 4 + 4 + 2
+
+    assert [len(inputs) for inputs, _, _ in batches] == [4, 4, 2] * 2
+    seen = np.concatenate([np.asarray(inputs)[:, 0] for inputs, _, _ in batches])
+    assert seen.tolist() == list(range(10)) * 2
+    targets = np.concatenate([np.asarray(t) for _, t, _ in batches])
+    assert targets.tolist() == (np.arange(10) * 2).tolist() * 2
+    assert np.concatenate([np.asarray(w) for *_, w in batches]).tolist() == weights.tolist() * 2
 
 
 @pytest.mark.parametrize("input_features", ["samples", "samples+magnitude", "spectrum"])
