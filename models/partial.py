@@ -212,6 +212,7 @@ def train_partial(
         epoch_batches(inputs, targets, sample_weight, task.batch_size),
         epochs=task.epochs,
         steps_per_epoch=math.ceil(len(inputs) / task.batch_size),
+        shuffle=False,  # the order is the seeded permutation above (Keras warns if left on)
         verbose=0,
     )
     return PartialResult(model.get_weights(), len(x), float(history.history["loss"][-1]),
