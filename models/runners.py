@@ -2,19 +2,19 @@
 
 A runner holds the training windows and applies a function ``fn(x, y, partition)`` to every
 partition's windows, returning the results to the driver. :class:`SparkRunner` keeps the
-windows in a persisted DataFrame split into ``partitions``; a task gets its windows as Arrow
-batches (``mapInArrow``), turns them into numpy once and keeps them in its Python worker for
-the next rounds, and ships the function through a broadcast variable. Once a partition's
-windows are in a worker, its tasks read no rows from Spark: they scan the cached partition
-through a filter no window passes, which only places each task where its partition is cached.
-A worker that does not have them (another worker got the task) answers so, and those
-partitions run again with their windows. :class:`LocalRunner` is the same contract on in-memory
-arrays, for single-process training and tests.
+windows in a persisted DataFrame split into ``partitions`` and runs every round as a plain RDD
+job over two views of it, planned once. The first time, a task gets its partition's windows as
+Arrow batches, turns them into numpy once and keeps them in its Python worker for the next
+rounds; the function reaches the tasks through a broadcast variable. Once a partition's windows
+are in a worker, its tasks read no rows from Spark: they scan the cached partition through a
+filter no window passes, which only places each task where its partition is cached. A worker
+that does not have them (another worker got the task) answers so, and those partitions run
+again with their windows. :class:`LocalRunner` is the same contract on in-memory arrays, for
+single-process training and tests.
 """
 
 from __future__ import annotations
 
-import pickle
 import uuid
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
@@ -25,6 +25,7 @@ import pyarrow as pa
 from models.data import arrow_to_numpy
 
 if TYPE_CHECKING:
+    from pyspark import RDD
     from pyspark.sql import DataFrame
 
 PartitionFn = Callable[[np.ndarray, np.ndarray, int], Any]
@@ -86,10 +87,16 @@ def _drain(batches: Iterator[pa.RecordBatch]) -> None:
         pass
 
 
-RESULT_SCHEMA = "partition int, found boolean, result binary"
-_RESULT_ARROW = pa.schema(
-    [("partition", pa.int32()), ("found", pa.bool_()), ("result", pa.binary())]
-)
+def _serialised(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """Each Arrow batch of windows as one binary value: the batch as an Arrow IPC stream."""
+    for batch in batches:
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, batch.schema) as writer:
+            writer.write_batch(batch)
+        stream = sink.getvalue()
+        offsets = pa.py_buffer(np.array([0, stream.size], np.int32))
+        value = pa.Array.from_buffers(pa.binary(), 1, [None, offsets, stream])  # (not copied)
+        yield pa.RecordBatch.from_arrays([value], ["batch"])
 
 
 class SparkRunner:
@@ -111,52 +118,56 @@ class SparkRunner:
             .persist(StorageLevel.MEMORY_AND_DISK)
         )
         self.count = self.windows.count()
-        # The same cached partitions and their places, with no rows: y is a class or -1. A
-        # round that read the labels column instead spent 0.05-0.15 s longer (2-worker cluster).
-        self.placement = self.windows.select("y").where(F.col("y") < -1)
+        self.context = self.windows.sparkSession.sparkContext
+        # Rounds are plain RDD jobs over two views of the cached partitions, each planned once:
+        # the windows, a row per Arrow batch, and the same partitions with no rows (y is a class
+        # or -1), which only places each task where its partition is cached. On a 2-worker
+        # cluster a round through a new DataFrame (mapInArrow) took 0.15-0.25 s longer and
+        # 0.2-0.3 s more of the JVMs' CPU, which the training tasks need (/tmp experiment).
+        self.batches = self.windows.mapInArrow(_serialised, "batch binary").rdd
+        self.placement = self.windows.select("y").where(F.col("y") < -1).rdd
         self.sent: set[int] = set()  # partitions whose windows some worker has had
 
     def map_partitions(self, fn: PartitionFn) -> list[Any]:
-        from pyspark.sql import functions as F
-
-        shipped = self.windows.sparkSession.sparkContext.broadcast(fn)
+        shipped = self.context.broadcast(fn)
         try:
             results: dict[int, Any] = {}
             if self.sent:
                 results = self._run(self.placement, shipped, set(self.sent))
             missing = sorted(set(range(self.partitions)) - results.keys())
             if missing:  # never sent, or their task ran in a worker that does not have them
-                windows = self.windows.where(F.spark_partition_id().isin(missing))
-                results.update(self._run(windows, shipped, set(missing), read=True))
+                results.update(self._run(self.batches, shipped, set(missing), read=True))
                 self.sent.update(missing)
         finally:
             shipped.destroy()
         return [results[p] for p in sorted(results)]
 
     def _run(
-        self, frame: DataFrame, shipped: Any, partitions: set[int], *, read: bool = False
+        self, rows: RDD, shipped: Any, partitions: set[int], *, read: bool = False
     ) -> dict[int, Any]:
         """``shipped``'s function on each of these partitions whose worker has its windows, or
-        reads them from ``frame`` (``read``); by partition."""
+        reads them from ``rows`` (``read``); by partition."""
         dataset, input_dim = self.dataset, self.input_dim
 
-        def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        def run(task_rows: Iterator[Any]) -> Iterator[tuple[int, bool, Any]]:
             from pyspark import TaskContext
 
             context = TaskContext.get()
             partition = context.partitionId() if context else 0
-            if partition not in partitions:
-                _drain(batches)  # (none: filtered out)
-                return
+            batches = (
+                (batch for row in task_rows for batch in pa.ipc.open_stream(row.batch))
+                if read
+                else task_rows
+            )
             arrays = _partition_arrays(dataset, partition, batches, input_dim, read)
-            result = b"" if arrays is None else pickle.dumps(shipped.value(*arrays, partition), 5)
-            yield pa.RecordBatch.from_pydict(
-                {"partition": [partition], "found": [arrays is not None], "result": [result]},
-                schema=_RESULT_ARROW,
+            yield (
+                partition,
+                arrays is not None,
+                None if arrays is None else shipped.value(*arrays, partition),
             )
 
-        rows = frame.mapInArrow(run, RESULT_SCHEMA).collect()
-        return {row.partition: pickle.loads(row.result) for row in rows if row.found}
+        done = self.context.runJob(rows, run, sorted(partitions))
+        return {partition: result for partition, found, result in done if found}
 
     def close(self) -> None:
         self.windows.unpersist()

@@ -34,9 +34,9 @@ def _counting_passes(runner: SparkRunner) -> list[tuple[bool, frozenset[int]]]:
     passes: list[tuple[bool, frozenset[int]]] = []
     run = runner._run
 
-    def recorded(frame, shipped, partitions, *, read=False):
+    def recorded(rows, shipped, partitions, *, read=False):
         passes.append((read, frozenset(partitions)))
-        return run(frame, shipped, partitions, read=read)
+        return run(rows, shipped, partitions, read=read)
 
     runner._run = recorded  # type: ignore[method-assign]
     return passes
@@ -50,7 +50,7 @@ def test_every_round_gives_each_partition_its_own_windows(spark) -> None:
         rounds = [runner.map_partitions(_moments) for _ in range(8)]
         counts = runner.map_partitions(functools.partial(_class_counts, 3))
         # rounds that find their windows read none of the cached partitions' rows
-        placed = (runner.placement.rdd.getNumPartitions(), runner.placement.count())
+        placed = (runner.placement.getNumPartitions(), runner.placement.count())
     finally:
         runner.close()
 
