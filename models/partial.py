@@ -23,7 +23,7 @@ from typing import Any, Literal
 import numpy as np
 
 from models.build import ModelSpec
-from models.runtime import limit_tensorflow_threads
+from models.runtime import limit_tensorflow_threads, outputs
 
 Phase = Literal["pretrain", "finetune"]
 
@@ -134,7 +134,7 @@ def reseed(model: Any, seed: int) -> None:
 
 def normalised(spec: ModelSpec, x: np.ndarray) -> np.ndarray:
     """Window tensors → what encoder layer 0 reads, through the spec's own normaliser."""
-    return np.asarray(cached_model(spec, "normaliser").predict(x, batch_size=2048, verbose=0))
+    return outputs(cached_model(spec, "normaliser"), x)
 
 
 def layer_features(
@@ -148,7 +148,7 @@ def layer_features(
     for name, weights in encoder_weights.items():
         if any(item.name == name for item in stack.layers):
             stack.get_layer(name).set_weights(weights)
-    return np.asarray(stack.predict(features, batch_size=2048, verbose=0))
+    return outputs(stack, features)
 
 
 def epoch_batches(

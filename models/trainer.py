@@ -34,6 +34,7 @@ from models.build import (
 )
 from models.partial import PartialResult, RoundTask, train_partial
 from models.runners import Runner
+from models.runtime import outputs
 
 log = logging.getLogger(__name__)
 
@@ -61,14 +62,6 @@ class _EarlyStop:
             return False
         self.waited += 1
         return self.waited >= self.patience
-
-
-def outputs(model: Any, x: np.ndarray, chunk: int = 8192) -> np.ndarray:
-    """The model's outputs for ``x``, called eagerly a chunk at a time. The driver's first
-    ``predict`` or ``evaluate`` of each model traces a function (a few tenths of a second, in
-    every phase, while the workers wait); an eager call traces nothing."""
-    starts = range(0, max(len(x), 1), chunk)
-    return np.concatenate([np.asarray(model(x[i : i + chunk], training=False)) for i in starts])
 
 
 def reconstruction_loss(autoencoder: Any, features: np.ndarray) -> float:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.trainer import classification_figures, outputs, reconstruction_loss
+from models.runtime import outputs
+from models.trainer import classification_figures, reconstruction_loss
 
 
 @pytest.fixture
