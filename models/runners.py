@@ -122,8 +122,10 @@ class SparkRunner:
         # Rounds are plain RDD jobs over two views of the cached partitions, each planned once:
         # the windows, a row per Arrow batch, and the same partitions with no rows (y is a class
         # or -1), which only places each task where its partition is cached. On a 2-worker
-        # cluster a round through a new DataFrame (mapInArrow) took 0.15-0.25 s longer and
-        # 0.2-0.3 s more of the JVMs' CPU, which the training tasks need (/tmp experiment).
+        # cluster a round through a new DataFrame (mapInArrow) cost 0.24-0.37 s beyond its tasks'
+        # work against 0.16-0.26 s, and about 0.2 s more of the JVMs' CPU, which the training
+        # tasks need. The first read costs more: the JVM pickles the rows of Arrow IPC (2.0-2.3 s
+        # against 0.5-0.6 s for 39,000 windows a worker; bench/results/HISTORY.md).
         self.batches = self.windows.mapInArrow(_serialised, "batch binary").rdd
         self.placement = self.windows.select("y").where(F.col("y") < -1).rdd
         self.sent: set[int] = set()  # partitions whose windows some worker has had
