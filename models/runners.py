@@ -135,17 +135,17 @@ class SparkRunner:
         try:
             results: dict[int, Any] = {}
             if self.sent:
-                results = self._run(self.placement, shipped, set(self.sent))
+                results = self._run(self.placement, shipped, sorted(self.sent))
             missing = sorted(set(range(self.partitions)) - results.keys())
             if missing:  # never sent, or their task ran in a worker that does not have them
-                results.update(self._run(self.batches, shipped, set(missing), read=True))
+                results.update(self._run(self.batches, shipped, missing, read=True))
                 self.sent.update(missing)
         finally:
             shipped.destroy()
         return [results[p] for p in sorted(results)]
 
     def _run(
-        self, rows: RDD, shipped: Any, partitions: set[int], *, read: bool = False
+        self, rows: RDD, shipped: Any, partitions: list[int], *, read: bool = False
     ) -> dict[int, Any]:
         """``shipped``'s function on each of these partitions whose worker has its windows, or
         reads them from ``rows`` (``read``); by partition."""
@@ -168,7 +168,7 @@ class SparkRunner:
                 None if arrays is None else shipped.value(*arrays, partition),
             )
 
-        done = self.context.runJob(rows, run, sorted(partitions))
+        done = self.context.runJob(rows, run, partitions)
         return {partition: result for partition, found, result in done if found}
 
     def close(self) -> None:
