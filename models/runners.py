@@ -4,19 +4,25 @@ A runner holds the training windows and applies a function ``fn(x, y, partition)
 partition's windows, returning the results to the driver. :class:`SparkRunner` keeps the
 windows in a persisted DataFrame split into ``partitions`` and runs every round as a plain RDD
 job over two views of it, planned once. The first time, a task gets its partition's windows as
-Arrow batches, turns them into numpy once and keeps them in its Python worker for the next
-rounds; the function reaches the tasks through a broadcast variable. Once a partition's windows
-are in a worker, its tasks read no rows from Spark: they scan the cached partition through a
-filter no window passes, which only places each task where its partition is cached. A worker
-that does not have them (another worker got the task) answers so, and those partitions run
-again with their windows. :class:`LocalRunner` is the same contract on in-memory arrays, for
-single-process training and tests.
+Arrow batches, turns them into numpy once, keeps them in its Python worker and writes them to
+the executor's local directories, where every Python worker of that executor finds them for the
+next rounds (Spark gives a task whichever idle Python worker comes first, so a partition's tasks
+do not stay in one). The function reaches the tasks through a broadcast variable. Once a
+partition's windows are on an executor, its tasks read no rows from Spark: they scan the cached
+partition through a filter no window passes, which only places each task where its partition is
+cached. A task on an executor without them (the partition's own was busy) answers so, and those
+partitions run again with their windows. :class:`LocalRunner` is the same contract on in-memory
+arrays, for single-process training and tests.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -56,29 +62,77 @@ class LocalRunner:
         pass
 
 
-# Per Python worker: the windows of the partitions this worker has seen, for one dataset only.
+# Per Python worker: the windows of the partitions this worker has used, for one dataset only.
 _partition_cache: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
+_STORE = "mbd-windows"  # per executor, in the first of its local directories
 
 
 def _partition_arrays(
     dataset: str, partition: int, batches: Iterator[pa.RecordBatch], input_dim: int, read: bool
 ) -> tuple[np.ndarray, np.ndarray] | None:
-    """The partition's windows, kept in this worker: read from ``batches`` when they carry the
-    windows (``read``), else the ones kept (None: this worker has none)."""
+    """The partition's windows: read from ``batches`` when they carry the windows (``read``) and
+    kept for this executor's Python workers, else the ones kept (None: this executor has none)."""
     key = (dataset, partition)
+    for old in [k for k in _partition_cache if k[0] != dataset]:
+        del _partition_cache[old]
     if read:
-        for old in [k for k in _partition_cache if k[0] != dataset]:
-            del _partition_cache[old]
+        _forget_stored(other_than=dataset)
         chunks = [arrow_to_numpy(batch, input_dim) for batch in batches if batch.num_rows]
         if chunks:
             x = np.concatenate([c[0] for c in chunks])
             y = np.concatenate([c[1] for c in chunks])
         else:
             x, y = np.zeros((0, input_dim), np.float32), np.zeros(0, np.int32)
+        _store(_stored_path(dataset, partition), x, y)
         _partition_cache[key] = (x, y)
     else:
         _drain(batches)
+        if key not in _partition_cache:
+            found = _load(_stored_path(dataset, partition))
+            if found is not None:
+                _partition_cache[key] = found
     return _partition_cache.get(key)
+
+
+def _store_dir() -> Path:
+    """The executor's own scratch space: Spark names its local directories to its Python
+    workers, and deletes them when the executor stops."""
+    local_dirs = os.environ.get("SPARK_LOCAL_DIRS") or tempfile.gettempdir()
+    return Path(local_dirs.split(",")[0]) / _STORE
+
+
+def _stored_path(dataset: str, partition: int) -> Path:
+    return _store_dir() / f"{dataset}-{partition}"
+
+
+def _store(path: Path, x: np.ndarray, y: np.ndarray) -> None:
+    """Write the windows as a folder that appears whole (a rename), or is already there."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
+    np.save(partial / "x.npy", x)
+    np.save(partial / "y.npy", y)
+    try:
+        partial.rename(path)
+    except OSError:  # another task of this partition stored them first
+        shutil.rmtree(partial, ignore_errors=True)
+
+
+def _load(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """Stored windows, mapped read-only (the executor's workers share the pages), or None."""
+    try:
+        x, y = (np.load(path / name, mmap_mode="r") for name in ("x.npy", "y.npy"))
+    except FileNotFoundError:
+        return None
+    return np.asarray(x), np.asarray(y)  # plain arrays on the mapped pages
+
+
+def _forget_stored(*, other_than: str) -> None:
+    """Delete the executor's stored windows of other datasets (earlier runs)."""
+    store = _store_dir()
+    if store.is_dir():
+        for entry in store.iterdir():
+            if not entry.name.startswith((other_than, f".{other_than}")):
+                shutil.rmtree(entry, ignore_errors=True)
 
 
 def _drain(batches: Iterator[pa.RecordBatch]) -> None:
@@ -137,7 +191,7 @@ class SparkRunner:
             if self.sent:
                 results = self._run(self.placement, shipped, sorted(self.sent))
             missing = sorted(set(range(self.partitions)) - results.keys())
-            if missing:  # never sent, or their task ran in a worker that does not have them
+            if missing:  # never sent, or their task ran on an executor without them
                 results.update(self._run(self.batches, shipped, missing, read=True))
                 self.sent.update(missing)
         finally:
