@@ -96,7 +96,8 @@ def _partition_arrays(
 
 def _store_dir() -> Path:
     """The executor's own scratch space: Spark names its local directories to its Python
-    workers, and deletes them when the executor stops."""
+    workers, and deletes them when the executor stops (or, with an external shuffle service,
+    when the application ends)."""
     local_dirs = os.environ.get("SPARK_LOCAL_DIRS") or tempfile.gettempdir()
     return Path(local_dirs.split(",")[0]) / _STORE
 
