@@ -107,22 +107,26 @@ def _stored_path(dataset: str, partition: int) -> Path:
 
 
 def _store(path: Path, x: np.ndarray, y: np.ndarray) -> None:
-    """Write the windows as a folder that appears whole (a rename), or is already there."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
-    np.save(partial / "x.npy", x)
-    np.save(partial / "y.npy", y)
+    """Write the windows as a folder that appears whole (a rename), or is already there. The
+    store only saves reads: if it fails (a full disk), this worker keeps its own copy and the
+    executor's other workers read the windows again."""
+    partial: Path | None = None
     try:
-        partial.rename(path)
-    except OSError:  # another task of this partition stored them first
-        shutil.rmtree(partial, ignore_errors=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
+        np.save(partial / "x.npy", x)
+        np.save(partial / "y.npy", y)
+        partial.rename(path)  # fails if another task of this partition stored them first
+    except OSError:
+        if partial is not None:
+            shutil.rmtree(partial, ignore_errors=True)
 
 
 def _load(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
     """Stored windows, mapped read-only (the executor's workers share the pages), or None."""
     try:
         x, y = (np.load(path / name, mmap_mode="r") for name in ("x.npy", "y.npy"))
-    except FileNotFoundError:
+    except OSError:  # not stored here, or the store cannot be read
         return None
     return np.asarray(x), np.asarray(y)  # plain arrays on the mapped pages
 

@@ -89,3 +89,17 @@ def test_a_second_read_of_a_partition_keeps_the_windows_stored_first(monkeypatch
 
     np.testing.assert_array_equal(found_x, x)
     assert [p.name for p in runners._store_dir().iterdir()] == ["run1-0"]
+
+
+def test_a_store_that_cannot_be_written_leaves_the_reading_worker_its_windows(
+    monkeypatch, executor
+) -> None:
+    (executor / "a").write_text("not a directory")  # the store cannot be made
+    x, y = _windows(4)
+    read = runners._partition_arrays("run1", 0, iter(_batches(x, y)), 4, read=True)
+    again = runners._partition_arrays("run1", 0, iter([]), 4, read=False)
+    _another_worker(monkeypatch)
+
+    assert read is not None and again is not None
+    np.testing.assert_array_equal(again[0], x)
+    assert runners._partition_arrays("run1", 0, iter([]), 4, read=False) is None
