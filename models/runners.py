@@ -136,7 +136,7 @@ def _forget_stored(*, other_than: str) -> None:
     store = _store_dir()
     if store.is_dir():
         for entry in store.iterdir():
-            if not entry.name.startswith((other_than, f".{other_than}")):
+            if not entry.name.startswith((f"{other_than}-", f".{other_than}-")):
                 shutil.rmtree(entry, ignore_errors=True)
 
 

@@ -67,15 +67,15 @@ def test_a_partition_without_windows_is_kept_as_empty(monkeypatch) -> None:
 
 def test_reading_a_new_dataset_forgets_the_earlier_ones(monkeypatch, executor) -> None:
     x, y = _windows(6)
-    runners._partition_arrays("run1", 0, iter(_batches(x, y)), 4, read=True)
-    runners._partition_arrays("run1", 1, iter(_batches(x, y)), 4, read=True)
+    runners._partition_arrays("run10", 0, iter(_batches(x, y)), 4, read=True)
+    runners._partition_arrays("run10", 1, iter(_batches(x, y)), 4, read=True)
     newer, labels = _windows(5, seed=1)
-    runners._partition_arrays("run2", 0, iter(_batches(newer, labels)), 4, read=True)
+    runners._partition_arrays("run1", 0, iter(_batches(newer, labels)), 4, read=True)
 
-    assert sorted(p.name for p in (executor / "a" / "mbd-windows").iterdir()) == ["run2-0"]
-    assert list(runners._partition_cache) == [("run2", 0)]
+    assert sorted(p.name for p in (executor / "a" / "mbd-windows").iterdir()) == ["run1-0"]
+    assert list(runners._partition_cache) == [("run1", 0)]
     _another_worker(monkeypatch)
-    assert runners._partition_arrays("run1", 0, iter([]), 4, read=False) is None
+    assert runners._partition_arrays("run10", 0, iter([]), 4, read=False) is None
 
 
 def test_a_second_read_of_a_partition_keeps_the_windows_stored_first(monkeypatch) -> None:
