@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from common.files import write_atomic
+
 log = logging.getLogger(__name__)
 Probe = Callable[[], bool]
 
@@ -187,10 +189,10 @@ class Supervisor:
         }
 
     def write_state(self) -> None:
-        self.state_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"updated_at": time.time(), "services": self.state()}, indent=1))
-        tmp.replace(self.state_file)
+        write_atomic(
+            self.state_file,
+            json.dumps({"updated_at": time.time(), "services": self.state()}, indent=1),
+        )
 
 
 def _signal_group(process: ProcessLike, signum: int) -> None:

@@ -10,6 +10,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from ingest.devices import DeviceRegistry
 from ingest.metrics import GatewayMetrics
 from ingest.publisher import BatchPublisher
 
@@ -22,5 +23,10 @@ async def get_metrics(request: Request) -> GatewayMetrics:
     return request.app.state.metrics
 
 
+async def get_devices(request: Request) -> DeviceRegistry:
+    return request.app.state.registry
+
+
 PublisherDep = Annotated[BatchPublisher, Depends(get_publisher)]
 MetricsDep = Annotated[GatewayMetrics, Depends(get_metrics)]
+DevicesDep = Annotated[DeviceRegistry, Depends(get_devices)]

@@ -123,6 +123,10 @@ def train_once(
     classes = list(settings.wire.classes)
     input_dim = settings.window.samples * 3
     registry = Registry(settings.registry.dir)
+    try:
+        registry.recover()
+    except RegistryError as error:  # the gate then treats the promoted model as unusable
+        log.error("%s", error)
     windows = lake_windows(spark, settings.lake_dir, settings)
     lake_total = windows.count()
     holdout = collect(windows.where("split = 'holdout' AND y >= 0"), input_dim)

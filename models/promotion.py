@@ -3,10 +3,13 @@
 :func:`should_promote` is the gate of the design: the first model must reach a floor, a later
 one must not be worse than the promoted model on the same held-out devices.
 
-``CURRENT`` is replaced atomically (temp file in the same folder, fsync, ``os.replace``,
-fsync of the folder), so a reader sees the old pointer or the new one, never a missing or
-half-written file. ``history.jsonl`` is append-only, one JSON object per promotion or
-rollback; replaying it gives the stack of promoted versions that rollbacks walk back down.
+``CURRENT`` is replaced with :func:`common.files.write_atomic`, so a reader sees the old
+pointer or the new one, never a missing or half-written file. ``history.jsonl`` is
+append-only, one JSON object per promotion or rollback; replaying it gives the stack of
+promoted versions that rollbacks walk back down. A crash mid-append leaves a torn last line:
+reading skips it, and the next append first drops it (or terminates it, when it still holds a
+whole entry) so the new entry starts on a line of its own. An append that fails is cut off
+again, so the file never records a switch that did not happen.
 Errors are left as ``OSError`` for :mod:`models.registry` to word for the user.
 """
 
@@ -17,15 +20,16 @@ import fcntl
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from common.files import fsync_dir
+
 logger = logging.getLogger(__name__)
 
-POINTER_TEMP_PREFIX = ".CURRENT."
-POINTER_TEMP_SUFFIX = ".tmp"
+# mkstemp's mode, which CURRENT has always had.
+POINTER_MODE = 0o600
 
 
 def should_promote(
@@ -59,49 +63,43 @@ def should_promote(
     )
 
 
-def fsync_dir(path: Path) -> None:
-    """Make a rename or a new entry in ``path`` durable."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def _history_entry(line: bytes) -> tuple[dict[str, Any] | None, str | None]:
+    """The entry on one line and the problem with it (None when there is none).
 
-
-def write_pointer(path: Path, text: str) -> None:
-    """Replace the file at ``path`` with ``text`` atomically; on failure it is unchanged."""
-    fd, temp_name = tempfile.mkstemp(
-        prefix=POINTER_TEMP_PREFIX, suffix=POINTER_TEMP_SUFFIX, dir=path.parent
-    )
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as temp:
-            temp.write(text)
-            temp.flush()
-            os.fsync(temp.fileno())
-        os.replace(temp_name, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp_name)
-        raise
-    fsync_dir(path.parent)
+    A line that does not parse may be a torn entry with the next one glued on (an append after
+    a crash, by an mbd that did not repair the tail first): the whole entry at its end is kept.
+    """
+    starts = [0, *(i for i in range(1, len(line)) if line[i : i + 1] == b"{")]
+    problem = None
+    for start in starts:
+        try:
+            entry = json.loads(line[start:])
+            entry["version"] = int(entry["version"])
+        except (ValueError, TypeError, KeyError) as error:
+            problem = problem or f"{type(error).__name__}: {error}"
+            continue
+        if start:
+            return entry, f"a torn entry of {start} bytes before it was skipped"
+        return entry, None
+    return None, problem
 
 
 def read_history(path: Path) -> list[dict[str, Any]]:
     """Promotions and rollbacks, oldest first; unreadable lines are logged and skipped."""
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        data = path.read_bytes()
     except FileNotFoundError:
         return []
     entries = []
-    for number, line in enumerate(lines, 1):
+    for number, line in enumerate(data.split(b"\n"), 1):
         if not line.strip():
             continue
-        try:
-            entry = json.loads(line)
-            entry["version"] = int(entry["version"])
-        except (ValueError, TypeError, KeyError) as error:
-            logger.warning("%s line %d is unreadable: %s", path, number, error)
+        entry, problem = _history_entry(line)
+        if entry is None:
+            logger.warning("%s line %d is unreadable: %s", path, number, problem)
             continue
+        if problem:
+            logger.warning("%s line %d: %s", path, number, problem)
         if entry.get("action") in ("promote", "rollback"):
             entries.append(entry)
         else:
@@ -109,11 +107,67 @@ def read_history(path: Path) -> list[dict[str, Any]]:
     return entries
 
 
-def append_history(path: Path, entry: dict[str, Any]) -> None:
-    with path.open("a", encoding="utf-8") as history:
-        history.write(json.dumps(entry, ensure_ascii=False) + "\n")
+def history_is_torn(path: Path) -> bool:
+    """Whether the last line of ``path`` lacks its newline (a crash mid-append)."""
+    try:
+        with path.open("rb") as history:
+            if history.seek(0, os.SEEK_END) == 0:
+                return False
+            history.seek(-1, os.SEEK_END)
+            return history.read(1) != b"\n"
+    except FileNotFoundError:
+        return False
+
+
+def repair_history(path: Path) -> str | None:
+    """Mend a last line that lacks its newline (a crash mid-append); says what it did.
+
+    A tail that still holds a whole entry gets its newline; a torn one is cut off.
+    """
+    try:
+        history = path.open("r+b")
+    except FileNotFoundError:
+        return None
+    with history:
+        data = history.read()
+        if not data or data.endswith(b"\n"):
+            return None
+        start = data.rfind(b"\n") + 1
+        entry, _ = _history_entry(data[start:])
+        if entry is not None:
+            history.write(b"\n")
+            note = f"{path}: its last line lacked a newline (a crash mid-append); added it"
+        else:
+            history.truncate(start)
+            note = (
+                f"{path}: dropped a torn last line of {len(data) - start} bytes "
+                "(a crash mid-append)"
+            )
         history.flush()
         os.fsync(history.fileno())
+    logger.warning("%s", note)
+    return note
+
+
+def append_history(path: Path, entry: dict[str, Any]) -> None:
+    """Add ``entry`` as a line of its own, durably; on failure the file is as it was."""
+    repair_history(path)
+    created = not path.exists()
+    line = (json.dumps(entry, ensure_ascii=False) + "\n").encode()
+    # Unbuffered, so a failed write leaves nothing in a buffer to land after the truncate.
+    with path.open("ab", buffering=0) as history:
+        start = history.seek(0, os.SEEK_END)
+        try:
+            written = 0
+            while written < len(line):
+                written += history.write(line[written:]) or 0
+            os.fsync(history.fileno())
+            if created:
+                fsync_dir(path.parent)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                history.truncate(start)
+            raise
 
 
 def promotion_stack(entries: list[dict[str, Any]]) -> list[int]:

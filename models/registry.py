@@ -8,9 +8,13 @@ Layout under the root (``MBD_REGISTRY_DIR``)::
     .staging/        versions being written; never listed
 
 A trainer asks for a :meth:`Registry.staging` folder, writes a complete version there and
-:meth:`Registry.publish` renames it to the next free ``v<N>``, so a crashed run leaves only
-staging junk. ``CURRENT`` is replaced atomically (see :mod:`models.promotion`) and only
-after the model has been loaded, so readers never see a missing, partial or corrupt pointer.
+:meth:`Registry.publish` fsyncs it and renames it to the next free ``v<N>``, so a crashed run
+leaves only staging junk and a published version survives a crash whole. ``CURRENT`` is
+replaced atomically (see :mod:`models.promotion`) and only after the model has been loaded,
+so readers never see a missing, partial or corrupt pointer. A promotion or rollback happens
+whole or not at all: when recording it fails, ``CURRENT`` is put back and a
+:class:`RegistryStorageError` says so. :meth:`Registry.recover` mends what a crash leaves
+behind and refuses, naming the file, what only a person can fix.
 Keras is imported only to load models: listing versions does not pay for TensorFlow.
 """
 
@@ -32,19 +36,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from common.files import fsync_dir, fsync_tree, leftover_temps, write_atomic
 from models.promotion import (
-    POINTER_TEMP_PREFIX,
-    POINTER_TEMP_SUFFIX,
+    POINTER_MODE,
     append_history,
     exclusive_lock,
-    fsync_dir,
+    history_is_torn,
     promotion_stack,
     read_history,
+    repair_history,
     should_promote,
-    write_pointer,
 )
 
-__all__ = ["ModelVersion", "Registry", "RegistryError", "should_promote"]
+__all__ = ["ModelVersion", "Registry", "RegistryError", "RegistryStorageError", "should_promote"]
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +64,11 @@ _PUBLISH_ATTEMPTS = 100
 
 class RegistryError(RuntimeError):
     """The registry cannot do what was asked; the message names the path and the problem."""
+
+
+class RegistryStorageError(RegistryError):
+    """The disk failed during a promotion or rollback; the message says which step failed and
+    what ``CURRENT`` names now (put back on the version before, unless that failed too)."""
 
 
 @dataclass(frozen=True)
@@ -207,8 +216,7 @@ class Registry:
         if older_than_s < 0:
             raise ValueError(f"older_than_s must be >= 0, got {older_than_s}")
         deadline = time.time() - older_than_s
-        pointer_temps = self.root.glob(f"{POINTER_TEMP_PREFIX}*{POINTER_TEMP_SUFFIX}")
-        stale = [*self.staging_root.glob("*"), *pointer_temps]
+        stale = [*self.staging_root.glob("*"), *leftover_temps(self.current_file)]
         removed = 0
         for path in stale:
             with contextlib.suppress(FileNotFoundError):
@@ -231,6 +239,10 @@ class Registry:
         if missing:
             raise RegistryError(f"staging folder {staging_dir} lacks {', '.join(missing)}")
         self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            fsync_tree(staging_dir)  # the rename must not outrun the files' contents to disk
+        except OSError as error:
+            raise RegistryError(f"cannot flush {staging_dir} to disk: {error}") from None
         version = max(self._version_dirs(), default=0) + 1
         for _ in range(_PUBLISH_ATTEMPTS):
             target = self.root / f"v{version}"
@@ -244,7 +256,12 @@ class Registry:
                     ) from None
                 version = max([version, *self._version_dirs()]) + 1
                 continue
-            fsync_dir(self.root)
+            try:
+                fsync_dir(self.root)
+            except OSError as error:
+                raise RegistryError(
+                    f"published {target}, but flushing {self.root} to disk failed: {error}"
+                ) from None
             logger.info("published model version v%d in %s", version, self.root)
             return self.get(version)
         raise RegistryError(f"gave up publishing {staging_dir}: {self.root} keeps changing")
@@ -313,6 +330,49 @@ class Registry:
         """Promotions and rollbacks, oldest first (``history.jsonl``)."""
         return read_history(self.history_file)
 
+    def recover(self) -> list[str]:
+        """Mend what a crash leaves behind; refuse what only a person can fix.
+
+        Removes half-written pointer files and repairs a torn last line of ``history.jsonl``,
+        returning a note for each repair (also logged). Raises :class:`RegistryError`, naming
+        the file, when ``CURRENT`` is garbled or names a version that is not in the registry.
+        """
+        if not self.root.is_dir():
+            return []
+        notes = []
+        try:
+            # Only a repair writes (and locks): a reader that may not write the folder can check.
+            if leftover_temps(self.current_file) or history_is_torn(self.history_file):
+                notes = self._repair()
+        except OSError as error:
+            raise RegistryError(f"cannot repair the registry in {self.root}: {error}") from None
+        version = self.current_version()
+        if version is not None and version not in self._version_dirs():
+            raise RegistryError(
+                f"{self.current_file} names v{version}, but {self.root} has no v{version} "
+                "folder: promote a published version (mbd models promote N) or remove "
+                f"{self.current_file}"
+            )
+        return notes
+
+    def _repair(self) -> list[str]:
+        notes = []
+        with self._lock():  # a promotion in flight has its own temp pointer and appends
+            for temp in leftover_temps(self.current_file):
+                temp.unlink(missing_ok=True)
+                notes.append(f"removed {temp}, a pointer half-written when a switch crashed")
+                logger.warning("%s", notes[-1])
+            repaired = repair_history(self.history_file)
+            if repaired:
+                notes.append(repaired)
+        return notes
+
+    def _read_pointer(self) -> str | None:
+        try:
+            return self.current_file.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+
     def _switch(
         self,
         chosen: ModelVersion,
@@ -321,12 +381,11 @@ class Registry:
         reason: str,
         previous: int | None = None,
     ) -> None:
+        """Point ``CURRENT`` at ``chosen`` and record it, or leave both as they were."""
         try:
-            write_pointer(self.current_file, f"v{chosen.version}\n")
+            before = self._read_pointer()
         except OSError as error:
-            raise RegistryError(
-                f"could not point {self.current_file} at v{chosen.version}: {error}"
-            ) from None
+            raise RegistryStorageError(f"{self.current_file} is unreadable: {error}") from None
         entry: dict[str, Any] = {
             "version": chosen.version,
             "action": action,
@@ -335,8 +394,42 @@ class Registry:
         }
         if previous is not None:
             entry["from"] = previous
-        append_history(self.history_file, entry)
+        pointer = f"v{chosen.version}\n"
+        step = f"could not point {self.current_file} at v{chosen.version}"
+        try:
+            write_atomic(self.current_file, pointer, mode=POINTER_MODE)
+            step = f"could not record {action} of v{chosen.version} in {self.history_file}"
+            append_history(self.history_file, entry)
+        except OSError as error:
+            raise RegistryStorageError(f"{step}: {error}; {self._put_back(before)}") from None
         logger.info("%s: CURRENT is now v%d (%s)", action, chosen.version, reason)
+
+    def _put_back(self, before: str | None) -> str:
+        """Restore ``CURRENT`` to ``before`` (None: no file) and say where it stands."""
+        was = "no promoted version" if before is None else before.strip()
+        try:
+            if self._read_pointer() == before:
+                return f"{self.current_file.name} still names {was}"
+            if before is None:
+                self.current_file.unlink(missing_ok=True)
+                fsync_dir(self.root)
+            else:
+                write_atomic(self.current_file, before, mode=POINTER_MODE)
+            return f"{self.current_file.name} is back on {was}"
+        except OSError as error:
+            try:
+                now = self._read_pointer()
+            except OSError:
+                now = "?"
+            if now == before:  # restored; only making it durable failed
+                logger.error("%s restored, but not flushed to disk: %s", self.current_file, error)
+                return f"{self.current_file.name} is back on {was} (not yet flushed to disk)"
+            named = "no version" if now is None else now.strip()
+            logger.error("could not put %s back on %s: %s", self.current_file, was, error)
+            return (
+                f"putting {self.current_file.name} back on {was} failed too ({error}): "
+                f"it names {named}"
+            )
 
     @contextlib.contextmanager
     def _lock(self) -> Iterator[None]:

@@ -262,6 +262,11 @@ class PromotedModel:
         if self._watcher is not None:
             return
         self._stop.clear()
+        try:
+            self.registry.recover()
+        except RegistryError as error:  # serve what loads; the status says what is wrong
+            log.error("%s", error)
+            self._record_error(str(error))
         self.refresh(force=True, wait=False)
         self._watcher = threading.Thread(target=self._watch, name="model-watcher", daemon=True)
         self._watcher.start()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,9 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
+from common.files import SECRET_MODE, write_secret
 from ingest.devices import DeviceRegistry
 from simulators.client import GatewayClient, SendStats
 from simulators.phone import Batch, FaultRates, Phone
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -47,16 +51,19 @@ def provision_tokens(
     New tokens are registered in the gateway's device registry (which keeps only hashes) and
     saved to ``tokens_file`` so the next run reuses them.
     """
-    saved: dict[str, str] = json.loads(tokens_file.read_text()) if tokens_file.is_file() else {}
+    saved: dict[str, str] = {}
+    if tokens_file.is_file():
+        if tokens_file.stat().st_mode & 0o077:  # written by an older mbd, readable by others
+            log.warning("%s was readable by others; made it 0600", tokens_file)
+            tokens_file.chmod(SECRET_MODE)
+        saved = json.loads(tokens_file.read_text())
     registry = DeviceRegistry(registry_file)
     registry.refresh()
     known = {d for d in device_ids if d in saved and registry.device_for(saved[d]) == d}
     missing = [d for d in device_ids if d not in known]
     if missing:
         saved.update(registry.add(missing))
-        tokens_file.parent.mkdir(parents=True, exist_ok=True)
-        tokens_file.write_text(json.dumps(saved))
-        tokens_file.chmod(0o600)
+        write_secret(tokens_file, json.dumps(saved))
     return {d: saved[d] for d in device_ids}
 
 

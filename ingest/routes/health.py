@@ -1,4 +1,8 @@
-"""Liveness, readiness (the broker answers) and Prometheus metrics."""
+"""Liveness, readiness (the broker answers; the devices file's state) and Prometheus metrics.
+
+An unreadable devices file does not make the gateway unready: it keeps answering from the last
+good set of tokens, and ``devices`` in ``/readyz`` says so.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ingest.deps import MetricsDep, PublisherDep
+from ingest.deps import DevicesDep, MetricsDep, PublisherDep
 
 router = APIRouter(tags=["health"])
 
@@ -17,11 +21,17 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz")
-async def readyz(publisher: PublisherDep) -> JSONResponse:
+async def readyz(publisher: PublisherDep, devices: DevicesDep) -> JSONResponse:
+    devices.refresh(max_age_s=1.0)
+    devices_state = devices.problem or "readable"
     if await publisher.reachable():
-        return JSONResponse({"status": "ready", "broker": "reachable"})
+        return JSONResponse({"status": "ready", "broker": "reachable", "devices": devices_state})
     return JSONResponse(
-        {"status": "not ready", "broker": f"unreachable at {publisher.settings.bootstrap_servers}"},
+        {
+            "status": "not ready",
+            "broker": f"unreachable at {publisher.settings.bootstrap_servers}",
+            "devices": devices_state,
+        },
         status_code=503,
     )
 

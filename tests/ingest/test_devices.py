@@ -46,5 +46,9 @@ def test_bad_device_ids_and_broken_files_are_named(tmp_path: Path) -> None:
     with pytest.raises(DeviceRegistryError, match="'bad id'"):
         registry.add(["bad id"])
     (tmp_path / "devices.json").write_text("{not json")
+    registry.refresh()  # the gateway keeps answering: the problem is reported, not raised
+    assert registry.problem is not None and "devices.json is unreadable" in registry.problem
+    with pytest.raises(DeviceRegistryError, match=r"devices\.json is unreadable: not JSON"):
+        registry.add(["phone-1"])
     with pytest.raises(DeviceRegistryError, match="unreadable"):
-        registry.refresh()
+        registry.devices()
