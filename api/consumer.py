@@ -4,7 +4,10 @@ Every API process must know every phone, so the reader assigns itself all partit
 topic (no consumer group: a group would split the phones between replicas) and starts
 ``lookback_s`` back in time, so a restarted API rebuilds its view of the active phones. It
 runs on a daemon thread with kafka-python's blocking poll, waits for a broker or topic that is
-not there yet, and counts and skips records it cannot parse: a bad record never stops it.
+not there yet, and counts and skips records it cannot trust (too large, not JSON, not a
+prediction, a time outside the wire's accepted range): a bad record never stops it, never
+reaches the store, and is logged with its partition and offset (the first ones, then one in
+a thousand, so a flood of junk cannot flood the log).
 """
 
 from __future__ import annotations
@@ -21,13 +24,14 @@ from pydantic import ValidationError
 from api.store import LatestPredictions
 from common.kafka import make_consumer
 from common.schema import Prediction
-from common.settings import KafkaSettings
+from common.settings import KafkaSettings, WireSettings
 
 log = logging.getLogger(__name__)
 
 _RETRY_S = 2.0
 _PARTITION_CHECK_S = 30.0
-_LOGGED_MALFORMED = 10  # then one line per 1000, so a flood of junk cannot flood the log
+_LOGGED_MALFORMED = 10  # then one line per 1000
+MAX_RECORD_BYTES = 64 * 1024  # a prediction is a few hundred bytes
 
 
 @dataclass(frozen=True)
@@ -51,8 +55,10 @@ class PredictionConsumer:
         lookback_s: float = 600.0,
         client_id: str = "mbd-api",
         on_record: Callable[[bool], None] | None = None,
+        wire: WireSettings | None = None,
     ) -> None:
         self.kafka, self.store = kafka, store
+        self.wire = wire or WireSettings()
         self.topic = topic or kafka.predictions_topic
         self.lookback_s = lookback_s
         self.client_id = client_id
@@ -83,19 +89,23 @@ class PredictionConsumer:
             self._thread.join(timeout_s)
             self._thread = None
 
-    def handle(self, value: bytes | None) -> bool:
-        """Keep one record's value; False (counted, logged) when it is not a prediction."""
+    def handle(
+        self, value: bytes | None, *, partition: int | None = None, offset: int | None = None
+    ) -> bool:
+        """Keep one record's value; False (counted, logged) when it is not a trusted prediction."""
         try:
             if value is None:
                 raise ValueError("record has no value")
-            prediction = Prediction.model_validate_json(value)
+            if len(value) > MAX_RECORD_BYTES:
+                raise ValueError(f"record is {len(value)} bytes, limit is {MAX_RECORD_BYTES}")
+            context = {"now_ms": int(time.time() * 1000), "wire": self.wire}
+            prediction = Prediction.model_validate_json(value, context=context)
         except (ValidationError, ValueError) as error:
             self.malformed += 1
             if self.malformed <= _LOGGED_MALFORMED or self.malformed % 1000 == 0:
                 detail = " ".join(str(error).split())[:300]
-                log.warning(
-                    "skipping malformed record %d on %s: %s", self.malformed, self.topic, detail
-                )
+                where = f"{self.topic} partition {partition} offset {offset}"
+                log.warning("skipping untrusted record %d on %s: %s", self.malformed, where, detail)
             if self._on_record:
                 self._on_record(False)
             return False
@@ -145,8 +155,9 @@ class PredictionConsumer:
                 consumer.seek(tp, found.offset)
         self._partitions = len(assigned)
         self.last_error = None
-        log.info("reading %s: %d partitions from %d s back", self.topic, len(assigned),
-                 self.lookback_s)  # fmt: skip
+        log.info(
+            "reading %s: %d partitions from %d s back", self.topic, len(assigned), self.lookback_s
+        )
         return consumer
 
     def _wait_for_partitions(self, consumer: Any) -> set[int]:
@@ -164,7 +175,7 @@ class PredictionConsumer:
             batches = consumer.poll(timeout_ms=500, max_records=2000)
             for records in batches.values():
                 for record in records:
-                    self.handle(record.value)
+                    self.handle(record.value, partition=record.partition, offset=record.offset)
             if not batches:
                 self.store.expire()
             if time.monotonic() - checked > _PARTITION_CHECK_S:

@@ -57,9 +57,14 @@ class RateMeter:
             return (self.total - first_total) / max(now - first_t, 1e-3)
 
 
+MAX_STATUS_BYTES = 1 << 20  # a status is a few kB; anything larger is not the stream's
+
+
 def read_stream_status(path: Path) -> dict[str, Any]:
     """The streaming job's last progress report and its age, or why there is none."""
     try:
+        if path.stat().st_size > MAX_STATUS_BYTES:
+            return {"available": False, "reason": f"{path} is over {MAX_STATUS_BYTES} bytes"}
         status = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return {"available": False, "reason": f"no status file at {path} (is `mbd stream` up?)"}

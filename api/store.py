@@ -9,6 +9,7 @@ Kafka consumer thread writes while request handlers read.
 
 from __future__ import annotations
 
+import heapq
 import threading
 import time
 from collections import Counter, OrderedDict
@@ -31,6 +32,7 @@ class DevicePage:
     items: list[DeviceActivity]
     total: int
     activities: dict[str, int]  # phones per activity over the whole selection, not the page
+    more: bool  # phones after the last item of this page
 
 
 class LatestPredictions:
@@ -99,14 +101,28 @@ class LatestPredictions:
         return entry
 
     def page(
-        self, *, within_s: float | None = None, offset: int = 0, limit: int = 100
+        self,
+        *,
+        within_s: float | None = None,
+        offset: int = 0,
+        limit: int = 100,
+        after: str | None = None,
     ) -> DevicePage:
-        """Phones heard from within ``within_s`` (default: the TTL), ordered by device id."""
+        """Phones heard from within ``within_s`` (default: the TTL), ordered by device id,
+        from the one after ``after`` (a cursor: the last id of the page before), skipping
+        ``offset``. Only the page is ordered, not every phone."""
         horizon = self._clock() - min(within_s if within_s is not None else self.ttl_s, self.ttl_s)
         with self._lock:
             recent = [entry for entry in self._entries.values() if entry.received_at >= horizon]
-        recent.sort(key=lambda entry: entry.prediction.device_id)
         mix = Counter(entry.prediction.activity for entry in recent)
+        following = (
+            recent if after is None else [e for e in recent if e.prediction.device_id > after]
+        )
+        wanted = offset + limit
+        first = heapq.nsmallest(wanted, following, key=lambda entry: entry.prediction.device_id)
         return DevicePage(
-            items=recent[offset : offset + limit], total=len(recent), activities=dict(mix)
+            items=first[offset:],
+            total=len(recent),
+            activities=dict(mix),
+            more=len(following) > wanted,
         )

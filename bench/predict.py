@@ -10,7 +10,12 @@ process, the predictions reader off) and pre-builds request bodies of 10 s of sa
    goal is p99 < 25 ms there) for ``--seconds``;
 3. the baseline, in this process on the same bodies: the model alone
    (``LoadedModel.predict`` on the resampled window) and the route's whole work without HTTP
-   (parse, window, model).
+   (parse, window, model), and what the API adds before a body is read: the credential
+   check and the rate limit (``Credentials.authenticate`` and ``RateLimiter.acquire``), as a
+   share of the route's work.
+
+Every request carries the API's read token, as a client of the secured API does; its rate
+limit is set above what the bench sends.
 
 The load generator (aiohttp) shares the machine's cores with the API. The last line printed
 is one JSON object.
@@ -25,6 +30,7 @@ import asyncio
 import json
 import os
 import platform
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -90,10 +96,19 @@ def ms(values: list[float], q: float) -> float:
     return round(float(np.percentile(values, q)) * 1000, 2) if values else float("nan")
 
 
-async def _post(session: aiohttp.ClientSession, url: str, body: bytes, latencies: list[float],
-                statuses: Counter[int]) -> None:  # fmt: skip
+READ_TOKEN = secrets.token_urlsafe(32)
+HEADERS = {"Content-Type": "application/json", "Authorization": f"Bearer {READ_TOKEN}"}
+
+
+async def _post(
+    session: aiohttp.ClientSession,
+    url: str,
+    body: bytes,
+    latencies: list[float],
+    statuses: Counter[int],
+) -> None:
     started = time.perf_counter()
-    async with session.post(url, data=body, headers={"Content-Type": "application/json"}) as r:
+    async with session.post(url, data=body, headers=HEADERS) as r:
         await r.read()
         statuses[r.status] += 1
     latencies.append(time.perf_counter() - started)
@@ -136,18 +151,43 @@ async def open_loop(url: str, bodies: list[bytes], rate: float, seconds: float):
     return latencies, dict(statuses), elapsed
 
 
+def credential_check_ms(folder: Path, calls: int = 20_000) -> dict[str, float]:
+    """What the API does for every request before reading its body: the read token checked
+    and one request taken from its rate limit (µs per call; p50 and p99)."""
+    from api.app import api_credentials
+    from common.settings import ApiSettings
+
+    settings = ApiSettings(
+        read_token=READ_TOKEN, secrets_dir=folder / "secrets", devices_file=folder / "none.json"
+    )
+    credentials = api_credentials(settings)
+    times: list[float] = []
+    for _ in range(calls):
+        started = time.perf_counter()
+        principal = credentials.authenticate(READ_TOKEN)
+        assert principal is not None
+        credentials.limiter.acquire(principal.key)
+        times.append(time.perf_counter() - started)
+    return {
+        "auth_p50_us": round(float(np.percentile(times, 50)) * 1e6, 1),
+        "auth_p99_us": round(float(np.percentile(times, 99)) * 1e6, 1),
+    }
+
+
 def in_process(registry: Registry, version: int, bodies: list[bytes]) -> dict[str, float]:
     """The same model and route code on the same bodies, without HTTP: seconds per call."""
-    from api.routes.predict import PredictIn, window_from_samples
+    from api.routes.predict import parse_request, window_from_samples
+    from common.settings import ApiSettings
     from models.serving import load_version
 
     window, wire = WindowSettings(), WireSettings()
+    settings = ApiSettings(window=window, wire=wire, read_token=READ_TOKEN)
     model = load_version(registry, version)
     tensors = []
     pipeline: list[float] = []
     for body in bodies * 2:
         started = time.perf_counter()
-        request = PredictIn.model_validate_json(body)
+        request = parse_request(body, settings)
         _, result = window_from_samples(request, window, max_samples=wire.max_accel_samples)
         model.predict(result.tensor.reshape(1, -1))
         pipeline.append(time.perf_counter() - started)
@@ -192,9 +232,18 @@ def main() -> None:
         version = publish_default_model(registry, window)
         port = free_port()
         base = f"http://127.0.0.1:{port}"
-        env = {**os.environ, "MBD_REGISTRY_DIR": str(registry.root),
-               "MBD_API_CONSUME_PREDICTIONS": "false", "MBD_API_GATEWAY_URL": "",
-               "MBD_API_STREAM_STATUS_FILE": str(Path(tmp) / "none.json")}  # fmt: skip
+        env = {
+            **os.environ,
+            "MBD_REGISTRY_DIR": str(registry.root),
+            "MBD_API_CONSUME_PREDICTIONS": "false",
+            "MBD_API_GATEWAY_URL": "",
+            "MBD_API_STREAM_STATUS_FILE": str(Path(tmp) / "none.json"),
+            "MBD_API_READ_TOKEN": READ_TOKEN,
+            "MBD_API_SECRETS_DIR": str(Path(tmp) / "secrets"),
+            "MBD_API_DEVICES_FILE": str(Path(tmp) / "devices.json"),
+            "MBD_API_RATE_PER_TOKEN": "1000000",
+            "MBD_API_BURST_PER_TOKEN": "1000000",
+        }
         server = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "api.app:create_app_from_env", "--factory",
              "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
@@ -215,6 +264,7 @@ def main() -> None:
             server.terminate()
             server.wait(30)
         local = in_process(registry, version, bodies)
+        local.update(credential_check_ms(Path(tmp)))
 
     throughput = sum(c_status.values()) / c_elapsed
     print(
@@ -228,7 +278,8 @@ def main() -> None:
     print(
         f"in-process, same bodies: model alone p50 {local['model_p50']} ms "
         f"p99 {local['model_p99']} ms; parse+window+model p50 {local['pipeline_p50']} ms "
-        f"p99 {local['pipeline_p99']} ms"
+        f"p99 {local['pipeline_p99']} ms; token check + rate limit p50 {local['auth_p50_us']} µs "
+        f"p99 {local['auth_p99_us']} µs"
     )
     result = {
         "benchmark": "predict",
@@ -245,6 +296,9 @@ def main() -> None:
         "in_process": local,
         "ratio_api_p50_to_model_p50": round(ms(o_lat, 50) / local["model_p50"], 1),
         "ratio_api_p50_to_pipeline_p50": round(ms(o_lat, 50) / local["pipeline_p50"], 1),
+        "ratio_auth_p50_to_pipeline_p50": round(
+            local["auth_p50_us"] / 1000 / local["pipeline_p50"], 4
+        ),
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
     }  # fmt: skip

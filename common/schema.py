@@ -30,6 +30,15 @@ from common.settings import WireSettings, default_wire_settings
 SCHEMA_VERSION = 1
 # Epoch milliseconds before 2001-09-09 are almost certainly seconds or nanoseconds sent by mistake.
 MIN_EPOCH_MS = 1_000_000_000_000
+# The latest event time any part accepts, whatever the clock says (2100-01-01): with the
+# wire's future limit below it, every accepted time fits a signed 64-bit int and a datetime.
+MAX_EPOCH_MS = 4_102_444_800_000
+# Every integer on the wire fits Spark's LongType and numpy's int64.
+MAX_INT64 = 2**63 - 1
+# Classes a model may have (the wire's class list is far shorter).
+MAX_CLASSES = 64
+# What a bad value is echoed as at most, in a message or a problem's ``value``.
+ECHO_CHARS = 80
 HEADER_INGEST_MS = "ingest_ms"
 HEADER_SCHEMA_VERSION = "schema_version"
 
@@ -50,9 +59,11 @@ def _now_ms(info: ValidationInfo) -> int:
     return int(now) if now is not None else int(time.time() * 1000)
 
 
-def _check_event_time(t: int, info: ValidationInfo) -> int:
+def check_event_time(t: int, info: ValidationInfo) -> int:
     if t < MIN_EPOCH_MS:
         raise ValueError(f"timestamp {t} is not epoch milliseconds (earlier than {MIN_EPOCH_MS})")
+    if t > MAX_EPOCH_MS:
+        raise ValueError(f"timestamp {t} is after {MAX_EPOCH_MS} (2100-01-01)")
     limits = _limits(info)
     ahead_ms = t - _now_ms(info)
     if ahead_ms > limits.max_future_ms:
@@ -66,7 +77,7 @@ def _check_event_time(t: int, info: ValidationInfo) -> int:
 # Beyond this no phone sensor reads (±16 g): a value past it is a bug, not a spike.
 MAX_ABS_ACCEL = 160.0
 Axis = Annotated[float | None, Field(ge=-MAX_ABS_ACCEL, le=MAX_ABS_ACCEL)]
-EventTime = Annotated[int, Field(ge=MIN_EPOCH_MS)]
+EventTime = Annotated[int, Field(ge=MIN_EPOCH_MS, le=MAX_EPOCH_MS)]
 
 
 class AccelSample(BaseModel):
@@ -101,7 +112,7 @@ class ReadingBatch(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
     device_id: DeviceId
-    batch_seq: Annotated[int, Field(ge=0)]
+    batch_seq: Annotated[int, Field(ge=0, le=MAX_INT64)]
     sent_at: datetime
     label: str | None = None
     accel: list[AccelSample] = Field(default_factory=list)
@@ -114,7 +125,7 @@ class ReadingBatch(BaseModel):
             raise ValueError(f"sent_at={sent_at.isoformat()} has no time zone; use UTC (…Z)")
         ms = int(sent_at.timestamp() * 1000)
         try:
-            _check_event_time(ms, info)
+            check_event_time(ms, info)
         except ValueError as err:
             raise ValueError(f"sent_at={sent_at.isoformat()}: {err}") from None
         return sent_at
@@ -124,7 +135,7 @@ class ReadingBatch(BaseModel):
     def _known_label(cls, label: str | None, info: ValidationInfo) -> str | None:
         classes = _limits(info).classes
         if label is not None and label not in classes:
-            raise ValueError(f"label {label!r} is not one of {list(classes)}")
+            raise ValueError(f"label {echo(label)} is not one of {list(classes)}")
         return label
 
     @field_validator("accel")
@@ -163,17 +174,27 @@ class BatchRejected(ValueError):
 
     def __init__(self, problems: list[FieldProblem]):
         self.problems = problems
-        super().__init__("; ".join(_describe(p) for p in problems))
+        super().__init__(describe_problems(problems))
 
 
-def _describe(problem: FieldProblem) -> str:
-    got = "" if problem.value is None else f" (got {problem.value!r})"
-    return f"{problem.field}: {problem.message}{got}"
+def describe_problems(problems: list[FieldProblem]) -> str:
+    """One sentence naming each problem's field, message and (short) bad value."""
+    parts = []
+    for problem in problems:
+        got = "" if problem.value is None else f" (got {problem.value!r})"
+        parts.append(f"{problem.field}: {problem.message}{got}")
+    return "; ".join(parts)
+
+
+def echo(value: Any) -> str:
+    """``repr(value)``, cut to at most :data:`ECHO_CHARS` characters: safe to put in a message."""
+    text = repr(value)
+    return text if len(text) <= ECHO_CHARS else text[: ECHO_CHARS - 3] + "..."
 
 
 def _shorten(value: Any) -> Any:
-    text = repr(value)
-    return value if len(text) <= 80 else text[:77] + "..."
+    text = echo(value)
+    return value if text == repr(value) else text
 
 
 def describe_validation_error(error: ValidationError) -> list[FieldProblem]:
@@ -231,6 +252,20 @@ def future_samples(batch: ReadingBatch, *, latest_ms: int) -> list[tuple[str, in
     return problems
 
 
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, or None."""
+    if not authorization:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def is_json_content_type(content_type: str | None) -> bool:
+    """Whether a Content-Type header names JSON: ``application/json``, any parameters."""
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    return media == "application/json"
+
+
 def batch_record_headers(ingest_ms: int) -> list[tuple[str, bytes]]:
     """Kafka headers carried by every readings record."""
     return [
@@ -243,7 +278,9 @@ class Prediction(BaseModel):
     """One scored window on ``mbd.predictions`` (key = device_id), as the streaming job sends it.
 
     ``probabilities`` maps every class of the model to its softmax output; ``activity`` is the
-    most probable one. Unknown extra fields are ignored so producers can add some.
+    most probable one. Unknown extra fields are ignored so producers can add some. Readers
+    validate with ``context={"now_ms": …}`` so a window stamped past the wire's future limit
+    is refused like any other record that cannot be trusted.
     """
 
     model_config = ConfigDict(extra="ignore", frozen=True, allow_inf_nan=False)
@@ -252,12 +289,18 @@ class Prediction(BaseModel):
     window_start_ms: EventTime
     window_end_ms: EventTime
     activity: Annotated[str, StringConstraints(min_length=1, max_length=64)]
-    probabilities: dict[str, Annotated[float, Field(ge=0.0, le=1.0)]]
-    model_version: Annotated[int, Field(ge=1)]
+    probabilities: Annotated[
+        dict[
+            Annotated[str, StringConstraints(min_length=1, max_length=64)],
+            Annotated[float, Field(ge=0.0, le=1.0)],
+        ],
+        Field(max_length=MAX_CLASSES),
+    ]
+    model_version: Annotated[int, Field(ge=1, le=MAX_INT64)]
     scored_at_ms: EventTime
 
     @model_validator(mode="after")
-    def _consistent(self) -> Prediction:
+    def _consistent(self, info: ValidationInfo) -> Prediction:
         if self.window_end_ms <= self.window_start_ms:
             raise ValueError(
                 f"window_end_ms {self.window_end_ms} is not after "
@@ -265,8 +308,12 @@ class Prediction(BaseModel):
             )
         if self.activity not in self.probabilities:
             raise ValueError(
-                f"activity {self.activity!r} has no probability among {sorted(self.probabilities)}"
+                f"activity {echo(self.activity)} has no probability among "
+                f"{echo(sorted(self.probabilities))}"
             )
+        if info.context and "now_ms" in info.context:
+            for name in ("window_end_ms", "scored_at_ms"):
+                check_event_time(getattr(self, name), info)
         return self
 
     def to_record(self) -> tuple[bytes, bytes]:

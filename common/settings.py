@@ -7,15 +7,25 @@ and name the bad value.
 
 from __future__ import annotations
 
+import math
 import os
 import re
+from collections import Counter
 from functools import cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from common.files import read_secret
 from common.topics import PREDICTIONS_TOPIC, READINGS_TOPIC
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -104,6 +114,12 @@ class SparkSettings(BaseSettings):
     ui_enabled: bool = False
     extra_conf: Annotated[dict[str, str], Field(default_factory=dict)]
 
+    @field_serializer("extra_conf")
+    def _keys_only(self, extra_conf: dict[str, str]) -> dict[str, str]:
+        """Dumps (a model version's config.json) name the extra settings, never their values:
+        ``spark.authenticate.secret`` or a store's key may be among them."""
+        return dict.fromkeys(extra_conf, "<redacted>")
+
     @property
     def partitions_for_shuffle(self) -> int:
         """The shuffle partition count: as set, else one per core of ``local[N]``/``local[*]``
@@ -155,6 +171,24 @@ class WireSettings(BaseSettings):
         return value
 
 
+MIN_TOKEN_CHARS = 16
+MIN_TOKEN_BITS = 64.0
+
+
+def check_token_strength(token: str, *, what: str) -> None:
+    """Refuse a token shorter than 16 characters or guessable: its characters' Shannon
+    entropy over the whole token must reach 64 bits (``secrets.token_urlsafe(32)`` has ~200)."""
+    if len(token) < MIN_TOKEN_CHARS:
+        raise ValueError(f"{what} is {len(token)} characters; use at least {MIN_TOKEN_CHARS}")
+    counts = Counter(token)
+    bits = sum(n * math.log2(len(token) / n) for n in counts.values())
+    if bits < MIN_TOKEN_BITS:
+        raise ValueError(
+            f"{what} is too guessable ({bits:.0f} bits of entropy, need {MIN_TOKEN_BITS:.0f}); "
+            "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+        )
+
+
 @cache
 def default_wire_settings() -> WireSettings:
     """The wire limits from the environment, read once per process."""
@@ -177,10 +211,21 @@ class GatewaySettings(BaseSettings):
     # the broker and the producer's thread far more than a record in it: 10 ms rather than 2
     # gave the gateway ~18 % more accepted batches a second on 2 cores (bench/ingest.py).
     linger_ms: int = Field(default=10, ge=0, le=1000)
-    rate_per_device: float = Field(default=5.0, gt=0, description="requests/s per phone")
+    rate_per_device: float = Field(
+        default=5.0, gt=0, description="requests/s per phone, all workers of a gateway together"
+    )
     burst_per_device: int = Field(default=30, ge=1)
+    rate_state_file: Path | None = Field(
+        default=None,
+        description="the buckets the gateway's workers share; default: gateway-<port>.rates "
+        "beside the devices file",
+    )
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     wire: WireSettings = Field(default_factory=WireSettings)
+
+    @property
+    def rate_state_path(self) -> Path:
+        return self.rate_state_file or self.devices_file.parent / f"gateway-{self.port}.rates"
 
 
 class SimulatorSettings(BaseSettings):
@@ -363,7 +408,22 @@ class ApiSettings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8001, ge=1, le=65535)
     access_log: bool = False
-    admin_token: SecretStr | None = Field(default=None, description="Bearer token for promote")
+    read_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token for the read endpoints and the dashboard; unset: generated "
+        "into <secrets_dir>/api-read-token (0600)",
+    )
+    admin_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token for promote and rollback; unset: generated into "
+        "<secrets_dir>/api-admin-token (0600)",
+    )
+    secrets_dir: Path = Path("data/secrets")
+    devices_file: Path = Field(
+        default=Path("data/devices.json"), description="the gateway's device tokens"
+    )
+    rate_per_token: float = Field(default=200.0, gt=0, description="requests/s per credential")
+    burst_per_token: int = Field(default=400, ge=1)
     device_ttl_s: float = Field(default=600.0, gt=0, description="forget phones silent this long")
     max_devices: int = Field(default=100_000, ge=1, description="phones kept in memory")
     consume_predictions: bool = Field(default=True, description="read the predictions topic")
@@ -380,13 +440,11 @@ class ApiSettings(BaseSettings):
     window: WindowSettings = Field(default_factory=WindowSettings)
     wire: WireSettings = Field(default_factory=WireSettings)
 
-    @field_validator("admin_token")
+    @field_validator("admin_token", "read_token")
     @classmethod
-    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and len(value.get_secret_value()) < 16:
-            raise ValueError(
-                f"admin token is {len(value.get_secret_value())} characters; use at least 16"
-            )
+    def _strong_enough(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if value is not None:
+            check_token_strength(value.get_secret_value(), what=info.field_name or "token")
         return value
 
     @field_validator("gateway_url")

@@ -7,18 +7,17 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI
-from fastapi.openapi.utils import get_openapi
 
 from common.logs import configure_logging
+from common.openapi import add_body_schemas
+from common.ratelimit import RateLimiter
 from common.schema import ReadingBatch
 from common.settings import GatewaySettings
 from ingest.devices import DeviceRegistry
 from ingest.metrics import STOPPED_TOTALS, GatewayMetrics
 from ingest.publisher import BatchPublisher
-from ingest.ratelimit import DeviceRateLimiter
 from ingest.routes import health, readings
 
 log = logging.getLogger(__name__)
@@ -52,25 +51,17 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.state.publisher = publisher
     app.state.registry = DeviceRegistry(settings.devices_file)
     app.state.metrics = GatewayMetrics(pending=lambda: publisher.pending)
-    app.state.rate_limiter = DeviceRateLimiter(
-        rate=settings.rate_per_device, burst=settings.burst_per_device
+    # One table of buckets for all of this gateway's workers (they share the file).
+    app.state.rate_limiter = RateLimiter(
+        rate=settings.rate_per_device,
+        burst=settings.burst_per_device,
+        path=settings.rate_state_path,
     )
     app.include_router(readings.router)
     app.include_router(health.router)
 
-    def openapi() -> dict[str, Any]:
-        # The body is parsed by hand (size limit first, then our own errors), so its schema is
-        # added to the document here for clients and property tests.
-        if app.openapi_schema is None:
-            schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
-            body = ReadingBatch.model_json_schema(ref_template="#/components/schemas/{model}")
-            components = schema.setdefault("components", {}).setdefault("schemas", {})
-            components.update(body.pop("$defs", {}))
-            components["ReadingBatch"] = body
-            app.openapi_schema = schema
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
+    # The body is parsed by hand (size limit first, then our own errors).
+    add_body_schemas(app, ReadingBatch)
     return app
 
 

@@ -6,11 +6,11 @@ import time
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, Query
+from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel
 
-from api.deps import SettingsDep, StoreDep
-from api.errors import error_responses
+from api.deps import PrincipalDep, ReaderDep, SettingsDep, StoreDep
+from api.errors import ApiError, error_responses
 from api.store import DeviceActivity
 
 router = APIRouter(prefix="/v1/devices", tags=["devices"])
@@ -36,13 +36,16 @@ class DeviceActivityOut(BaseModel):
 
 
 class DevicesOut(BaseModel):
-    """One page of phones heard from within ``within_s``, ordered by id, and their activity mix."""
+    """One page of phones heard from within ``within_s``, ordered by id, and their activity mix.
+
+    ``next_after`` is the cursor of the next page (pass it as ``after``), None on the last."""
 
     items: list[DeviceActivityOut]
     total: int
     offset: int
     limit: int
     next_offset: int | None
+    next_after: str | None
     within_s: float
     activities: dict[str, int]
 
@@ -65,18 +68,32 @@ def _as_out(entry: DeviceActivity, now: float) -> DeviceActivityOut:
     )
 
 
-@router.get("", response_model=DevicesOut, summary="Active phones and their latest activity")
+_AUTH_ERRORS = error_responses(
+    e401="no token or an unknown one", e403="a device token asking for another phone"
+)
+
+
+@router.get(
+    "",
+    response_model=DevicesOut,
+    responses=_AUTH_ERRORS,
+    summary="Active phones and their latest activity (read token)",
+)
 async def list_devices(
     store: StoreDep,
     settings: SettingsDep,
+    _reader: ReaderDep,
     within_s: Annotated[
         float | None, Query(gt=0, description="heard from within this many seconds (≤ TTL)")
     ] = None,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    after: Annotated[
+        str | None, Query(min_length=1, max_length=64, description="cursor: next_after")
+    ] = None,
 ) -> DevicesOut:
     within = min(within_s or settings.device_ttl_s, settings.device_ttl_s)
-    page = store.page(within_s=within, offset=offset, limit=limit)
+    page = store.page(within_s=within, offset=offset, limit=limit, after=after)
     now = time.time()
     following = offset + len(page.items)
     return DevicesOut(
@@ -84,7 +101,8 @@ async def list_devices(
         total=page.total,
         offset=offset,
         limit=limit,
-        next_offset=following if following < page.total else None,
+        next_offset=following if page.more and after is None else None,
+        next_after=page.items[-1].prediction.device_id if page.more and page.items else None,
         within_s=within,
         activities=page.activities,
     )
@@ -93,19 +111,21 @@ async def list_devices(
 @router.get(
     "/{device_id}/activity",
     response_model=DeviceActivityOut,
-    responses=error_responses(e404="no prediction for this phone within the TTL"),
-    summary="A phone's latest activity",
+    responses={**_AUTH_ERRORS, **error_responses(e404="no prediction for it within the TTL")},
+    summary="A phone's latest activity (read token, or the phone's own device token)",
 )
 async def device_activity(
     store: StoreDep,
     settings: SettingsDep,
+    principal: PrincipalDep,
     device_id: Annotated[str, Path(min_length=1, max_length=64)],
 ) -> DeviceActivityOut:
+    if not principal.may_read(device_id):
+        raise ApiError(403, "a device token reads only its own phone")
     entry = store.get(device_id)
     if entry is None:
-        raise HTTPException(
+        raise ApiError(
             404,
-            detail=f"no prediction for device {device_id!r} in the last "
-            f"{settings.device_ttl_s:g} s",
+            f"no prediction for device {device_id!r} in the last {settings.device_ttl_s:g} s",
         )
     return _as_out(entry, time.time())

@@ -1,6 +1,7 @@
 """The model registry as the API shows it: versions, the promoted one, promote and rollback.
 
-Reading is open; promoting and rolling back need the admin token. Either action switches
+Reading needs the read (or admin) token; promoting and rolling back need the admin token.
+Registry errors are answered with their paths made relative to the registry. Either action switches
 ``CURRENT`` through :class:`~models.registry.Registry` (which loads the model first) and then
 makes this process serve the new version before answering.
 """
@@ -10,18 +11,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, HTTPException, Path
+from fastapi import APIRouter, Body, Path
 from fastapi.responses import FileResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
-from api.deps import AdminDep, PromotedDep, RegistryDep
-from api.errors import error_responses
-from models.registry import ModelVersion, Registry, RegistryError
+from api.deps import AdminDep, PromotedDep, ReaderDep, RegistryDep
+from api.errors import ApiError, error_responses, redact_paths
+from models.registry import ModelVersion, Registry, RegistryError, RegistryStorageError
 from models.registry_cli import trained_windows, version_number
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
-VersionPath = Annotated[str, Path(description="a version number such as 3 or v3")]
+VersionPath = Annotated[str, Path(max_length=20, description="a version number such as 3 or v3")]
 
 
 class ModelSummaryOut(BaseModel):
@@ -37,10 +38,12 @@ class ModelSummaryOut(BaseModel):
 
 
 class ModelsOut(BaseModel):
-    """Every readable version, oldest first, with the promoted (CURRENT) and serving ones."""
+    """Every readable version, oldest first, with the promoted (CURRENT) and serving ones, and
+    why the promoted one does not serve when it failed to load."""
 
     promoted: int | None
     serving: int | None
+    load_error: str | None
     versions: list[ModelSummaryOut]
 
 
@@ -54,7 +57,7 @@ class ModelDetailOut(ModelSummaryOut):
 
 
 class ReasonIn(BaseModel):
-    reason: str | None = None
+    reason: str | None = Field(default=None, max_length=500)
 
 
 class PromotionOut(BaseModel):
@@ -101,29 +104,42 @@ def _version(text: str) -> int:
     try:
         return version_number(text)
     except ValueError as error:
-        raise HTTPException(422, detail=str(error)) from None
+        raise ApiError(422, str(error)) from None
+
+
+def _registry_error(status: int, registry: Registry, error: RegistryError) -> ApiError:
+    if isinstance(error, RegistryStorageError):  # the disk failed, not the request
+        return ApiError(503, redact_paths(str(error), registry.root), code="registry_storage")
+    return ApiError(status, redact_paths(str(error), registry.root))
 
 
 def _get(registry: Registry, version: int) -> ModelVersion:
     try:
         return registry.get(version)
     except RegistryError as error:
-        raise HTTPException(404, detail=str(error)) from None
+        raise _registry_error(404, registry, error) from None
 
 
 def _promoted(registry: Registry) -> int | None:
     try:
         return registry.current_version()
     except RegistryError as error:
-        raise HTTPException(503, detail=str(error)) from None
+        raise _registry_error(503, registry, error) from None
 
 
-@router.get("", response_model=ModelsOut, summary="Every model version")
-def list_models(registry: RegistryDep, promoted: PromotedDep) -> ModelsOut:
-    current, serving = _promoted(registry), promoted.status().serving
+_READ_ERRORS = error_responses(e401="no token or an unknown one", e403="a device token")
+
+
+@router.get(
+    "", response_model=ModelsOut, responses=_READ_ERRORS, summary="Every model version (read)"
+)
+def list_models(registry: RegistryDep, promoted: PromotedDep, _reader: ReaderDep) -> ModelsOut:
+    current, status = _promoted(registry), promoted.status()
+    serving = status.serving
     return ModelsOut(
         promoted=current,
         serving=serving,
+        load_error=redact_paths(status.last_error, registry.root) if status.last_error else None,
         versions=[
             ModelSummaryOut(**_summary(entry, current, serving)) for entry in registry.versions()
         ],
@@ -133,23 +149,27 @@ def list_models(registry: RegistryDep, promoted: PromotedDep) -> ModelsOut:
 @router.get(
     "/current",
     response_model=ModelDetailOut,
-    responses=error_responses(e404="no model is promoted"),
-    summary="The promoted version with its metrics",
+    responses={**_READ_ERRORS, **error_responses(e404="no model is promoted")},
+    summary="The promoted version with its metrics (read)",
 )
-def current_model(registry: RegistryDep, promoted: PromotedDep) -> ModelDetailOut:
+def current_model(
+    registry: RegistryDep, promoted: PromotedDep, _reader: ReaderDep
+) -> ModelDetailOut:
     current = _promoted(registry)
     if current is None:
-        raise HTTPException(404, detail=f"no model is promoted in {registry.root}")
+        raise ApiError(404, "no model is promoted")
     return _detail(_get(registry, current), current, promoted.status().serving)
 
 
 @router.get(
     "/{version}",
     response_model=ModelDetailOut,
-    responses=error_responses(e404="no such version", e422="not a version number"),
-    summary="One version with its metrics",
+    responses={**_READ_ERRORS, **error_responses(e404="no such version", e422="not a version")},
+    summary="One version with its metrics (read)",
 )
-def model_version(version: VersionPath, registry: RegistryDep, promoted: PromotedDep) -> Any:
+def model_version(
+    version: VersionPath, registry: RegistryDep, promoted: PromotedDep, _reader: ReaderDep
+) -> Any:
     entry = _get(registry, _version(version))
     return _detail(entry, _promoted(registry), promoted.status().serving)
 
@@ -157,13 +177,13 @@ def model_version(version: VersionPath, registry: RegistryDep, promoted: Promote
 @router.get(
     "/{version}/report.png",
     response_class=FileResponse,
-    responses=error_responses(e404="no such version or it has no report"),
-    summary="The version's PNG report: confusion matrix and training curves",
+    responses={**_READ_ERRORS, **error_responses(e404="no such version or it has no report")},
+    summary="The version's PNG report: confusion matrix and training curves (read)",
 )
-def model_report(version: VersionPath, registry: RegistryDep) -> FileResponse:
+def model_report(version: VersionPath, registry: RegistryDep, _reader: ReaderDep) -> FileResponse:
     entry = _get(registry, _version(version))
     if not entry.report_path.is_file():
-        raise HTTPException(404, detail=f"v{entry.version} has no report at {entry.report_path}")
+        raise ApiError(404, f"v{entry.version} has no report")
     return FileResponse(entry.report_path, media_type="image/png")
 
 
@@ -191,7 +211,7 @@ def promote_model(
     try:
         chosen = registry.promote(number, reason=reason)
     except RegistryError as error:
-        raise HTTPException(409, detail=str(error)) from None
+        raise _registry_error(409, registry, error) from None
     promoted.refresh(force=True, wait=True)
     return PromotionOut(
         action="promote", version=chosen.version, reason=reason, serving=promoted.status().serving
@@ -214,7 +234,7 @@ def rollback_model(
     try:
         chosen = registry.rollback(reason=reason)
     except RegistryError as error:
-        raise HTTPException(409, detail=str(error)) from None
+        raise _registry_error(409, registry, error) from None
     promoted.refresh(force=True, wait=True)
     return PromotionOut(
         action="rollback", version=chosen.version, reason=reason, serving=promoted.status().serving

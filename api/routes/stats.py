@@ -7,7 +7,14 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel
 
-from api.deps import ConsumerDep, GatewayRateDep, PredictionRateDep, SettingsDep, StoreDep
+from api.deps import (
+    ConsumerDep,
+    GatewayRateDep,
+    PredictionRateDep,
+    ReaderDep,
+    SettingsDep,
+    StoreDep,
+)
 from api.stats import read_stream_status
 
 router = APIRouter(prefix="/v1", tags=["stats"])
@@ -32,13 +39,16 @@ class StatsOut(BaseModel):
     api: ApiFlowOut
 
 
-@router.get("/stats", response_model=StatsOut, summary="Ingest, streaming and prediction rates")
+@router.get(
+    "/stats", response_model=StatsOut, summary="Ingest, streaming and prediction rates (read)"
+)
 async def stats(
     settings: SettingsDep,
     store: StoreDep,
     consumer: ConsumerDep,
     gateway: GatewayRateDep,
     prediction_rate: PredictionRateDep,
+    _reader: ReaderDep,
 ) -> StatsOut:
     reader = consumer.status() if consumer is not None else None
     return StatsOut(

@@ -36,8 +36,9 @@ function ageText(seconds) {
   return `${(seconds / 3600).toFixed(1)} h`;
 }
 
+// The read token travels in the HttpOnly cookie set when the page was opened with ?token=.
 async function getJson(url) {
-  const response = await fetch(url, { cache: "no-store" });
+  const response = await fetch(url, { cache: "no-store", credentials: "same-origin" });
   if (!response.ok) {
     const error = new Error(`${url}: HTTP ${response.status}`);
     error.status = response.status;
@@ -175,7 +176,11 @@ async function refresh() {
     getJson("/v1/stats").then(drawStats),
   ];
   const results = await Promise.allSettled(jobs);
-  const failed = results.filter((r) => r.status === "rejected").map((r) => r.reason.message);
+  const rejected = results.filter((r) => r.status === "rejected").map((r) => r.reason);
+  const failed = rejected.map((reason) => reason.message);
+  if (rejected.some((reason) => reason.status === 401)) {
+    failed.unshift("the read token is no longer accepted: open the URL `mbd up` printed again");
+  }
   $("updated").textContent = failed.length
     ? `update failed: ${failed.join("; ")}`
     : `updated ${new Date().toLocaleTimeString()}`;

@@ -1,4 +1,10 @@
-"""POST /v1/readings: one batch from one phone, 202 only once Kafka acknowledged it."""
+"""POST /v1/readings: one batch from one phone, 202 only once Kafka acknowledged it.
+
+A request is checked from the cheapest refusal to the dearest: its media type (415), the
+declared length (413), the device token (401), the phone's rate (429), then the body is read
+up to the limit (413) and parsed (422). Nothing is parsed for a client that is not allowed to
+send, and a flood of one phone's requests costs a header lookup each.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +16,18 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.datastructures import State
 
-from common.schema import BatchRejected, FieldProblem, parse_batch
+from common.ratelimit import RateLimiter
+from common.schema import (
+    BatchRejected,
+    FieldProblem,
+    bearer_token,
+    is_json_content_type,
+    parse_batch,
+)
 from common.settings import GatewaySettings
 from ingest.devices import DeviceRegistry
 from ingest.metrics import GatewayMetrics
 from ingest.publisher import BatchPublisher, BrokerUnavailable
-from ingest.ratelimit import DeviceRateLimiter
 
 router = APIRouter(prefix="/v1", tags=["readings"])
 
@@ -30,8 +42,10 @@ class BatchAccepted(BaseModel):
 
 
 class ErrorBody(BaseModel):
-    """Why a batch was not accepted; ``problems`` names each bad field and value."""
+    """Why a batch was not accepted: a stable ``code`` (the same as the metrics' reason), a
+    sentence, and for 422 the ``problems`` naming each bad field and value."""
 
+    code: str
     detail: str
     problems: list[FieldProblem] = []
 
@@ -46,14 +60,18 @@ def _refuse(
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
     metrics.rejected.labels(reason=reason).inc()
-    body = ErrorBody(detail=detail, problems=problems or [])
+    body = ErrorBody(code=reason, detail=detail, problems=problems or [])
     return JSONResponse(body.model_dump(mode="json"), status_code=status, headers=headers)
 
 
-async def _read_body(request: Request, limit: int) -> bytes | None:
-    """The request body, or None as soon as it is known to exceed ``limit`` bytes."""
+def declared_too_large(request: Request, limit: int) -> bool:
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
+    return declared.isdigit() and int(declared) > limit
+
+
+async def read_body(request: Request, limit: int) -> bytes | None:
+    """The request body, or None as soon as it is known to exceed ``limit`` bytes."""
+    if declared_too_large(request, limit):
         return None
     body = bytearray()
     async for chunk in request.stream():
@@ -61,13 +79,6 @@ async def _read_body(request: Request, limit: int) -> bytes | None:
         if len(body) > limit:
             return None
     return bytes(body)
-
-
-def _bearer_token(authorization: str | None) -> str | None:
-    if not authorization:
-        return None
-    scheme, _, token = authorization.partition(" ")
-    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
 _OPENAPI_EXTRA: dict[str, Any] = {
@@ -89,10 +100,11 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody, "description": text}
     for code, text in {
         401: "missing or unknown device token",
+        415: "the body is not declared as application/json",
         403: "the token belongs to another device",
         413: "body over the configured limit (1 MiB)",
         422: "the batch can never be right; problems name the fields",
-        429: "over this phone's request rate; see Retry-After",
+        429: "over this phone's request rate (all gateway workers together); see Retry-After",
         503: "the broker did not acknowledge; retry the same batch_seq after Retry-After",
     }.items()
 }
@@ -123,11 +135,15 @@ async def _accept(request: Request, state: State, authorization: str | None) -> 
     settings: GatewaySettings = state.settings
     metrics: GatewayMetrics = state.metrics
     limit = settings.wire.max_body_bytes
-    body = await _read_body(request, limit)
-    if body is None:
-        return _refuse(metrics, 413, "too_large", f"body is over the limit of {limit} bytes")
+    if not is_json_content_type(request.headers.get("content-type")):
+        return _refuse(
+            metrics, 415, "unsupported_media_type", "send the batch as 'application/json'"
+        )
+    too_large = f"body is over the limit of {limit} bytes"
+    if declared_too_large(request, limit):
+        return _refuse(metrics, 413, "too_large", too_large)
 
-    token = _bearer_token(authorization)
+    token = bearer_token(authorization)
     registry: DeviceRegistry = state.registry
     registry.refresh(max_age_s=1.0)
     token_device = registry.device_for(token) if token else None
@@ -137,6 +153,21 @@ async def _accept(request: Request, state: State, authorization: str | None) -> 
             metrics, 401, "unauthenticated", detail, headers={"WWW-Authenticate": "Bearer"}
         )
 
+    limiter: RateLimiter = state.rate_limiter
+    wait_s = limiter.acquire(token_device)
+    if wait_s > 0:
+        retry = limiter.retry_after_header(wait_s)
+        return _refuse(
+            metrics,
+            429,
+            "rate_limited",
+            f"device {token_device!r} is over {settings.rate_per_device:g} requests/s",
+            headers={"Retry-After": retry},
+        )
+
+    body = await read_body(request, limit)
+    if body is None:
+        return _refuse(metrics, 413, "too_large", too_large)
     try:
         batch = parse_batch(body, wire=settings.wire)
     except BatchRejected as rejected:
@@ -147,27 +178,15 @@ async def _accept(request: Request, state: State, authorization: str | None) -> 
             metrics, 403, "forbidden", f"this token is not for device {batch.device_id!r}"
         )
 
-    limiter: DeviceRateLimiter = state.rate_limiter
-    wait_s = limiter.acquire(batch.device_id)
-    if wait_s > 0:
-        retry = limiter.retry_after_header(wait_s)
-        return _refuse(
-            metrics,
-            429,
-            "rate_limited",
-            f"device {batch.device_id!r} is over {settings.rate_per_device:g} requests/s",
-            headers={"Retry-After": retry},
-        )
-
     publisher: BatchPublisher = state.publisher
     try:
         acked = await publisher.publish(batch, raw=body)
-    except BrokerUnavailable as error:
+    except BrokerUnavailable:
         return _refuse(
             metrics,
             503,
             "broker_unavailable",
-            f"{error}; the batch is not stored, resend it",
+            "the broker did not acknowledge the batch; it is not stored, resend it",
             headers={"Retry-After": str(settings.retry_after_s)},
         )
     metrics.accepted_batches.inc()

@@ -15,6 +15,7 @@ from models.registry import Registry
 from tests.api.factories import publish_classifier
 
 ADMIN_TOKEN = "test-admin-token-0123456789"
+READ_TOKEN = "test-read-token-9876543210-abcdef"
 
 
 @pytest.fixture
@@ -31,6 +32,9 @@ def api_settings(registry: Registry, tmp_path: Path, **overrides: object) -> Api
     values: dict[str, object] = {
         "registry": RegistrySettings(dir=registry.root),
         "admin_token": ADMIN_TOKEN,
+        "read_token": READ_TOKEN,
+        "secrets_dir": tmp_path / "secrets",
+        "devices_file": tmp_path / "devices.json",
         "consume_predictions": False,
         "model_check_interval_s": 0.05,
         "stream_status_file": tmp_path / "status" / "stream.json",
@@ -47,8 +51,9 @@ def settings(registry: Registry, tmp_path: Path) -> ApiSettings:
 
 
 def serving_client(settings: ApiSettings, *, version: int | None = None) -> Iterator[TestClient]:
+    """A client of the API that sends the read token with every request (as a reader would)."""
     app = create_app(settings)
-    with TestClient(app) as client:
+    with TestClient(app, headers=reader()) as client:
         if settings.registry.dir.joinpath("CURRENT").exists():
             assert app.state.promoted.wait_until_serving(version, timeout_s=60)
         yield client
@@ -66,4 +71,8 @@ def app(client: TestClient) -> FastAPI:
 
 
 def admin(token: str = ADMIN_TOKEN) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def reader(token: str = READ_TOKEN) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}

@@ -16,7 +16,7 @@ import pytest
 from api.app import create_app
 from common.settings import ApiSettings
 from models.registry import Registry
-from tests.api.conftest import api_settings
+from tests.api.conftest import READ_TOKEN, api_settings
 from tests.api.factories import CLASSES, prediction
 from tests.api.server import running_server
 
@@ -88,6 +88,8 @@ def test_the_dashboard_shows_phones_and_their_activities(
         feeder.start()
         try:
             browser.get(url + "/")
+            locked = browser.find_element(By.TAG_NAME, "h1").text
+            browser.get(f"{url}/?token={READ_TOKEN}")  # as the URL `mbd up` prints
             wait = WebDriverWait(browser, 30, poll_frequency=0.2)
             wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#phones tr[data-device-id]"))
                        == len(PHONES))  # fmt: skip
@@ -102,6 +104,8 @@ def test_the_dashboard_shows_phones_and_their_activities(
             stop.set()
             feeder.join(5)
 
+    assert locked.startswith("401")
+    assert browser.current_url == url + "/"  # the token left the address bar
     rows = page["rows"]
     assert sorted(rows) == PHONES
     assert set(rows.values()) <= set(CLASSES) and len(set(rows.values())) >= 3

@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from models.registry import Registry
-from tests.api.conftest import admin, api_settings
+from tests.api.conftest import admin, api_settings, reader
 from tests.api.factories import CLASSES, publish_classifier
 
 
@@ -71,19 +71,19 @@ def test_a_version_without_report_is_a_404(registry: Registry, client: TestClien
     response = client.get("/v1/models/3/report.png")
 
     assert response.status_code == 404
-    assert response.json()["detail"].startswith("v3 has no report at ")
+    assert response.json() == {"code": "not_found", "detail": "v3 has no report", "problems": []}
     assert client.get("/v1/models").json()["versions"][2]["report_url"] is None
 
 
 def test_no_current_model_is_a_404(tmp_path: Path) -> None:
     empty = Registry(tmp_path / "empty")
-    with TestClient(create_app(api_settings(empty, tmp_path))) as client:
+    with TestClient(create_app(api_settings(empty, tmp_path)), headers=reader()) as client:
         response = client.get("/v1/models/current")
         listing = client.get("/v1/models").json()
 
     assert response.status_code == 404
-    assert response.json()["detail"] == f"no model is promoted in {empty.root}"
-    assert listing == {"promoted": None, "serving": None, "versions": []}
+    assert response.json()["detail"] == "no model is promoted"
+    assert listing == {"promoted": None, "serving": None, "load_error": None, "versions": []}
 
 
 ADMIN_CALLS = [("/v1/models/2/promote", None), ("/v1/models/rollback", None)]
@@ -91,33 +91,49 @@ ADMIN_CALLS = [("/v1/models/2/promote", None), ("/v1/models/rollback", None)]
 
 @pytest.mark.parametrize(("path", "body"), ADMIN_CALLS)
 def test_admin_actions_without_a_token_are_401(client: TestClient, path: str, body: None) -> None:
-    response = client.post(path, json=body)
+    response = client.post(path, json=body, headers={"Authorization": ""})
 
     assert response.status_code == 401
-    assert response.json()["detail"] == "missing 'Authorization: Bearer <admin token>'"
+    assert response.json()["detail"] == "missing 'Authorization: Bearer <token>'"
     assert response.headers["WWW-Authenticate"] == "Bearer"
 
 
 @pytest.mark.parametrize(("path", "body"), ADMIN_CALLS)
-def test_admin_actions_with_a_wrong_token_are_403(
+def test_admin_actions_with_an_unknown_token_are_401(
     client: TestClient, registry: Registry, path: str, body: None
 ) -> None:
     response = client.post(path, json=body, headers=admin("not-the-admin-token-at-all"))
+
+    assert response.status_code == 401
+    assert response.json()["detail"] == "unknown token"
+    assert registry.current_version() == 1
+
+
+@pytest.mark.parametrize(("path", "body"), ADMIN_CALLS)
+def test_admin_actions_with_the_read_token_are_403(
+    client: TestClient, registry: Registry, path: str, body: None
+) -> None:
+    response = client.post(path, json=body)  # the client sends the read token
 
     assert response.status_code == 403
     assert response.json()["detail"] == "this token is not the admin token"
     assert registry.current_version() == 1
 
 
-def test_admin_actions_are_off_without_a_configured_token(
+def test_without_a_configured_admin_token_one_is_generated_0600(
     registry: Registry, tmp_path: Path
 ) -> None:
-    with TestClient(create_app(api_settings(registry, tmp_path, admin_token=None))) as client:
-        response = client.post("/v1/models/2/promote", headers=admin())
+    settings = api_settings(registry, tmp_path, admin_token=None)
+    with TestClient(create_app(settings)) as client:
+        stored = settings.secrets_dir / "api-admin-token"
+        token = stored.read_text().strip()
+        refused = client.post("/v1/models/2/promote", headers=admin())
+        promoted = client.post("/v1/models/2/promote", headers=admin(token))
 
-    assert response.status_code == 403
-    assert "MBD_API_ADMIN_TOKEN is not set" in response.json()["detail"]
-    assert registry.current_version() == 1
+    assert stored.stat().st_mode & 0o777 == 0o600
+    assert len(token) >= 40
+    assert refused.status_code == 401
+    assert promoted.status_code == 200 and registry.current_version() == 2
 
 
 def test_promote_switches_current_and_the_serving_model(

@@ -29,7 +29,8 @@ def test_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
-        ("admin_token", "short", "admin token is 5 characters; use at least 16"),
+        ("admin_token", "short", "admin_token is 5 characters; use at least 16"),
+        ("read_token", "ab" * 20, "read_token is too guessable (40 bits of entropy, need 64)"),
         ("gateway_url", "gateway:8000", "gateway_url 'gateway:8000' is not an http(s):// URL"),
         ("max_devices", 0, "greater than or equal to 1"),
     ],

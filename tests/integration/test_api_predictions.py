@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from common.kafka import make_producer
 from common.settings import ApiSettings, KafkaSettings, RegistrySettings
+from tests.api.conftest import READ_TOKEN, reader
 from tests.api.factories import prediction
 
 pytestmark = pytest.mark.integration
@@ -34,6 +35,9 @@ def test_predictions_on_the_topic_show_up_per_device(
         registry=RegistrySettings(dir=tmp_path / "registry"),
         stream_status_file=tmp_path / "stream.json",
         gateway_url=None,
+        read_token=READ_TOKEN,
+        secrets_dir=tmp_path / "secrets",
+        devices_file=tmp_path / "devices.json",
     )
     producer = make_producer(kafka)
     now_ms = int(time.time() * 1000)
@@ -41,7 +45,7 @@ def test_predictions_on_the_topic_show_up_per_device(
         # Sent before the API starts: found again by looking back device_ttl_s in time.
         early = prediction("phone-a", "walking", window_end_ms=now_ms - 20_000)
         producer.send(fresh_topic, key=early.to_record()[0], value=early.to_record()[1]).get(30)
-        with TestClient(create_app(settings)) as client:
+        with TestClient(create_app(settings), headers=reader()) as client:
             assert poll(lambda: client.get("/v1/devices").json()["total"] == 1)
 
             later = [

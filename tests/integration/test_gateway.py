@@ -36,6 +36,7 @@ class Gateway:
         headers = {"Authorization": f"Bearer {self.tokens[device]}"} if device else {}
         headers.update(kwargs.pop("headers", {}))
         if isinstance(body, bytes | str):
+            headers.setdefault("Content-Type", "application/json")
             return self.client.post("/v1/readings", content=body, headers=headers, **kwargs)
         return self.client.post("/v1/readings", json=body, headers=headers, **kwargs)
 
