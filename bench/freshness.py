@@ -22,7 +22,7 @@ import pandas as pd
 from kafka import KafkaConsumer
 from pyspark.sql import DataFrame, SparkSession
 
-from common.kafka import ensure_topics, make_producer
+from common.kafka import client_security, ensure_topics, make_producer
 from common.schema import batch_record_headers
 from common.settings import KafkaSettings, ModelSettings, RegistrySettings, StreamSettings
 from common.topics import TopicSpec
@@ -96,7 +96,8 @@ def post_steadily(kafka: KafkaSettings, topic: str, *, phones: int, seconds: flo
 def receive_predictions(kafka: KafkaSettings, topic: str, stop: threading.Event,
                         arrived: dict[tuple[str, int], float]) -> None:  # fmt: skip
     consumer = KafkaConsumer(topic, bootstrap_servers=kafka.bootstrap_list,
-                             auto_offset_reset="earliest", consumer_timeout_ms=500)  # fmt: skip
+                             auto_offset_reset="earliest", consumer_timeout_ms=500,
+                             **client_security(kafka))  # fmt: skip
     try:
         while not stop.is_set():
             for record in consumer:

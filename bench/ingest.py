@@ -14,14 +14,18 @@ with the simulator's phones (2 s of 20 Hz accelerometer + 1 Hz GPS = 42 readings
    latency, each request's from the moment it was due. On a machine that posts more than the
    goal, half its own throughput is a heavier load than half the goal's;
 3. the raw kafka-python producer (bench/kafka_producer.py's measurement) in the same run, as
-   the baseline ratio.
+   the baseline ratio;
+4. the cost of Kafka authentication: the throughput run again, with a fresh gateway, against
+   a second broker started without SASL (``BrokerSettings(authentication=False)``, only for
+   this comparison); ``sasl_ratio`` is accepted batches/s with SASL/SCRAM over without.
+   ``--no-sasl-comparison`` skips it.
 
 The load generators run on the same 2 cores as the gateway and the broker. The
 per-device rate limit is lifted for the run (each phone would otherwise be capped at 5 req/s).
 The last line printed is one JSON object.
 
     python -m bench.ingest [--devices 2000] [--seconds 20] [--workers 2] [--concurrency 64]
-                           [--client wrk|aiohttp]
+                           [--client wrk|aiohttp] [--no-sasl-comparison]
 """
 
 from __future__ import annotations
@@ -45,6 +49,8 @@ import numpy as np
 
 from bench.kafka_producer import measure_producer, running_broker
 from bench.open_loop import http_post, open_loop
+from common.kafka import settings_environment
+from common.settings import KafkaSettings
 from infra.broker import free_port
 from simulators.client import wait_until_ready
 from simulators.fleet import provision_tokens
@@ -186,6 +192,52 @@ def _children(pid: int) -> list[int]:
     return kids + [grandchild for kid in kids for grandchild in _children(kid)]
 
 
+def start_gateway(kafka: KafkaSettings, registry: Path, workers: int) -> tuple[Any, str]:
+    """``mbd gateway`` on a free port writing to ``kafka``'s broker; the process and its URL."""
+    port = free_port()
+    env = {
+        **os.environ,
+        **settings_environment(kafka),
+        "MBD_GATEWAY_DEVICES_FILE": str(registry),
+        "MBD_GATEWAY_RATE_PER_DEVICE": "100000",
+        "MBD_GATEWAY_BURST_PER_DEVICE": "100000",
+    }
+    gateway = subprocess.Popen(
+        [sys.executable, "-m", "infra.cli", "gateway", "--port", str(port),
+         "--workers", str(workers)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    return gateway, f"http://127.0.0.1:{port}"
+
+
+def measure_throughput(
+    url: str, jobs: list[tuple[str, bytes]], args: argparse.Namespace, folder: Path,
+    readings_per_batch: int,
+) -> dict[str, Any]:  # fmt: skip
+    """Warm the gateway up, then the closed loop of ``--seconds``: accepted batches/s, latency."""
+    wait_until_ready(url, timeout_s=60)
+    # Warm-up: connections, producer metadata, first-call costs.
+    asyncio.run(closed_loop(url, jobs[:200], 16, 10))
+    if args.client == "wrk":
+        run = wrk_closed_loop(url, jobs[200:], args.concurrency, args.seconds, folder)
+    else:
+        run = python_closed_loop(url, jobs[200:], args.concurrency, args.seconds)
+    sent, elapsed, statuses = run["requests"], run["seconds"], run["statuses"]
+    accepted = statuses.get(202, 0)
+    return {
+        "load_generator": args.client,
+        "requests": sent, "statuses": statuses, "seconds": round(elapsed, 2),
+        "accepted_batches_per_s": round(accepted / elapsed, 1),
+        "accepted_readings_per_s": round(accepted * readings_per_batch / elapsed, 1),
+        "latency_p50_ms": run["latency_p50_ms"], "latency_p99_ms": run["latency_p99_ms"],
+    }  # fmt: skip
+
+
+def stop_gateway(gateway: Any) -> None:
+    gateway.terminate()
+    gateway.wait(timeout=30)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--devices", type=int, default=2000)
@@ -194,69 +246,68 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--client", choices=["wrk", "aiohttp"], default="wrk",
                         help="load generator of the throughput run")  # fmt: skip
+    parser.add_argument("--no-sasl-comparison", dest="sasl_comparison", action="store_false",
+                        help="skip the run against a broker without authentication")  # fmt: skip
     args = parser.parse_args()
 
     ids, bodies, readings_per_batch = make_batches(args.devices, per_device=40)
-    with running_broker(None) as kafka, tempfile.TemporaryDirectory(prefix="mbd-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="mbd-bench-") as tmp:
         registry = Path(tmp) / "devices.json"
         tokens = provision_tokens(ids, Path(tmp) / "tokens.json", registry)
         jobs = [(tokens[ids[d]], bodies[d][k]) for k in range(40) for d in range(len(ids))]
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        env = {
-            **os.environ,
-            "MBD_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-            "MBD_GATEWAY_DEVICES_FILE": str(registry),
-            "MBD_GATEWAY_RATE_PER_DEVICE": "100000",
-            "MBD_GATEWAY_BURST_PER_DEVICE": "100000",
-        }
-        gateway = subprocess.Popen(
-            [sys.executable, "-m", "infra.cli", "gateway", "--port", str(port),
-             "--workers", str(args.workers)],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        try:
-            wait_until_ready(url, timeout_s=60)
-            # Warm-up: connections, producer metadata, first-call costs.
-            asyncio.run(closed_loop(url, jobs[:200], 16, 10))
-            if args.client == "wrk":
-                run = wrk_closed_loop(url, jobs[200:], args.concurrency, args.seconds, Path(tmp))
-            else:
-                run = python_closed_loop(url, jobs[200:], args.concurrency, args.seconds)
-            sent, elapsed, statuses = run["requests"], run["seconds"], run["statuses"]
-            accepted = statuses.get(202, 0)
-            throughput = {
-                "load_generator": args.client,
-                "requests": sent, "statuses": statuses, "seconds": round(elapsed, 2),
-                "accepted_batches_per_s": round(accepted / elapsed, 1),
-                "accepted_readings_per_s": round(accepted * readings_per_batch / elapsed, 1),
-                "latency_p50_ms": run["latency_p50_ms"], "latency_p99_ms": run["latency_p99_ms"],
-            }  # fmt: skip
-            print(f"throughput: {json.dumps(throughput)}", flush=True)
-            unsent = jobs[200 + sent :] + jobs[: 200 + sent]
-            pacing = {"seconds": args.seconds, "readings_per_batch": readings_per_batch}
-            half_goal = paced_run(port, unsent, rate=GOAL_READINGS_PER_S / 2 / readings_per_batch,
-                                  **pacing)  # fmt: skip
-            print(f"half the goal's rate: {json.dumps(half_goal)}", flush=True)
-            half = paced_run(port, unsent, rate=max(1.0, accepted / elapsed / 2), **pacing)
-            print(f"half the measured rate: {json.dumps(half)}", flush=True)
-            memory = peak_rss_mb(gateway.pid)
-        finally:
-            gateway.terminate()
-            gateway.wait(timeout=30)
-        raw = measure_producer(kafka, records=30_000, linger_ms=20, batch_size=262144,
-                               compression_type="lz4")  # fmt: skip
-        raw_batch_bytes = measure_producer(
-            kafka, records=30_000, record_bytes=len(bodies[0][0]), linger_ms=20,
-            batch_size=262144, compression_type="lz4",
-        )  # fmt: skip
-        print(f"raw producer: {json.dumps({'1KB': raw, 'batch_sized': raw_batch_bytes})}")
+        with running_broker(None) as kafka:
+            gateway, url = start_gateway(kafka, registry, args.workers)
+            port = int(url.rsplit(":", 1)[1])
+            try:
+                throughput = measure_throughput(url, jobs, args, Path(tmp), readings_per_batch)
+                print(f"throughput: {json.dumps(throughput)}", flush=True)
+                accepted, elapsed = throughput["statuses"].get(202, 0), throughput["seconds"]
+                sent = throughput["requests"]
+                unsent = jobs[200 + sent :] + jobs[: 200 + sent]
+                pacing = {"seconds": args.seconds, "readings_per_batch": readings_per_batch}
+                goal_rate = GOAL_READINGS_PER_S / 2 / readings_per_batch
+                half_goal = paced_run(port, unsent, rate=goal_rate, **pacing)
+                print(f"half the goal's rate: {json.dumps(half_goal)}", flush=True)
+                half = paced_run(port, unsent, rate=max(1.0, accepted / elapsed / 2), **pacing)
+                print(f"half the measured rate: {json.dumps(half)}", flush=True)
+                memory = peak_rss_mb(gateway.pid)
+            finally:
+                stop_gateway(gateway)
+            raw = measure_producer(kafka, records=30_000, linger_ms=20, batch_size=262144,
+                                   compression_type="lz4")  # fmt: skip
+            raw_batch_bytes = measure_producer(
+                kafka, records=30_000, record_bytes=len(bodies[0][0]), linger_ms=20,
+                batch_size=262144, compression_type="lz4",
+            )  # fmt: skip
+            print(f"raw producer: {json.dumps({'1KB': raw, 'batch_sized': raw_batch_bytes})}")
+        without_sasl = None
+        if args.sasl_comparison:
+            # The same procedure as the first throughput run (fresh broker, fresh gateway,
+            # warm-up), against a broker whose listeners are PLAINTEXT.
+            with running_broker(None, authentication=False) as plain:
+                gateway, url = start_gateway(plain, registry, args.workers)
+                try:
+                    without_sasl = measure_throughput(url, jobs, args, Path(tmp),
+                                                      readings_per_batch)  # fmt: skip
+                finally:
+                    stop_gateway(gateway)
+            print(f"throughput without SASL: {json.dumps(without_sasl)}", flush=True)
 
+    sasl = None
+    if without_sasl is not None:
+        sasl = {
+            "with_sasl_accepted_batches_per_s": throughput["accepted_batches_per_s"],
+            "without_sasl_accepted_batches_per_s": without_sasl["accepted_batches_per_s"],
+            "sasl_ratio": round(throughput["accepted_batches_per_s"]
+                                / max(without_sasl["accepted_batches_per_s"], 1e-9), 3),
+            "without_sasl": without_sasl,
+        }  # fmt: skip
     summary = {
         "benchmark": "ingest",
         "machine": f"{platform.node()} {os.cpu_count()} cores",
         "devices": args.devices, "gateway_workers": args.workers,
         "readings_per_batch": readings_per_batch, "batch_bytes": len(bodies[0][0]),
+        "kafka_security": kafka.security_protocol,
         "throughput": throughput, "half_goal_rate": half_goal, "half_rate": half,
         "gateway_peak_rss_mb": memory,
         "raw_producer_records_per_s": raw["records_per_s"],
@@ -264,6 +315,7 @@ def main() -> None:
         "ratio_to_raw_producer": round(
             throughput["accepted_batches_per_s"] / raw_batch_bytes["records_per_s"], 3
         ),
+        "sasl_comparison": sasl,
         "goal_readings_per_s": GOAL_READINGS_PER_S,
         "goal_p99_ms_at_half_goal_rate": 100,
     }  # fmt: skip

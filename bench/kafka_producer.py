@@ -41,17 +41,24 @@ PRODUCER_SETTINGS: dict[str, dict[str, Any]] = {
 
 
 @contextmanager
-def running_broker(bootstrap: str | None) -> Iterator[KafkaSettings]:
+def running_broker(
+    bootstrap: str | None, *, authentication: bool = True
+) -> Iterator[KafkaSettings]:
+    """The broker at ``bootstrap`` (``MBD_KAFKA_*`` say how to log in), or a new one in a
+    temporary folder, authenticating its clients unless ``authentication`` is False."""
     if bootstrap:
         yield KafkaSettings(bootstrap_servers=bootstrap)
         return
     jvm = JvmSettings()
     ensure_jars(jvm)
     with tempfile.TemporaryDirectory(prefix="mbd-bench-kafka-") as tmp:
-        settings = BrokerSettings(port=broker.free_port(), data_dir=Path(tmp))
+        settings = BrokerSettings(
+            port=broker.free_port(), data_dir=Path(tmp), authentication=authentication,
+            secrets_dir=Path(tmp) / "secrets",
+        )  # fmt: skip
         broker.start(settings, jvm)
         try:
-            yield KafkaSettings(bootstrap_servers=f"127.0.0.1:{settings.port}")
+            yield broker.client_settings(Path(tmp))
         finally:
             broker.stop(Path(tmp))
 

@@ -91,6 +91,11 @@ def ingest(f: Figures) -> Headline:
             paced("half the measured rate", half),
             f"ratio to the raw producer (batch-sized records) {_n(f['ratio_to_raw_producer'])}",
             f"gateway peak RSS {_n(f['gateway_peak_rss_mb'])} MB",
+            *(
+                [f"with SASL/SCRAM over without: {_n(sasl['sasl_ratio'])}"]
+                if (sasl := f.get("sasl_comparison"))
+                else []
+            ),
         ],
         [
             Goal(f"≥ {_n(f['goal_readings_per_s'])} readings/s", rate >= f["goal_readings_per_s"]),

@@ -37,7 +37,7 @@ import numpy as np
 
 from bench import freshness
 from bench.kafka_producer import running_broker
-from common.kafka import ensure_topics, make_producer
+from common.kafka import ensure_topics, make_producer, spark_kafka_options
 from common.schema import batch_record_headers
 from common.settings import JvmSettings, KafkaSettings, SparkSettings, StreamSettings
 from common.spark import build_spark_session
@@ -72,7 +72,7 @@ def bare_copy(spark, kafka: KafkaSettings, topic: str, folder: Path) -> float:
     started = time.perf_counter()
     query = (
         spark.readStream.format("kafka")
-        .option("kafka.bootstrap.servers", kafka.bootstrap_servers)
+        .options(**spark_kafka_options(kafka))
         .option("subscribe", topic)
         .option("startingOffsets", "earliest")
         .load()

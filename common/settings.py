@@ -36,15 +36,39 @@ _LOCAL_MASTER = re.compile(r"local(?:\[(\*|\d+)(?:,\d+)?\])?")  # group 1: its c
 _SPARK_MASTER = re.compile(rf"^({_LOCAL_MASTER.pattern}|spark://.+|yarn|k8s://.+|mesos://.+)$")
 
 
-class KafkaSettings(BaseSettings):
-    """Where the broker is and what the topics are called."""
+KafkaSecurityProtocol = Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL", "SSL"]
+KafkaSaslMechanism = Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"]
 
-    model_config = SettingsConfigDict(env_prefix="MBD_KAFKA_", frozen=True)
+
+class KafkaSettings(BaseSettings):
+    """Where the broker is, what the topics are called, and how clients prove who they are.
+
+    ``security_protocol`` SASL_PLAINTEXT (loopback) or SASL_SSL (between hosts) needs a user
+    and a password, given inline (``MBD_KAFKA_SASL_PASSWORD``) or as a 0600 file
+    (``MBD_KAFKA_SASL_PASSWORD_FILE``, what ``mbd up`` hands its services; it wins over an
+    inline one). The file is read when the settings are built, so a missing or
+    readable-by-others file fails at once.
+    """
+
+    # A validation error must not echo an inline password back (pydantic quotes the input).
+    model_config = SettingsConfigDict(
+        env_prefix="MBD_KAFKA_", frozen=True, hide_input_in_errors=True
+    )
 
     bootstrap_servers: str = "127.0.0.1:9092"
     readings_topic: str = READINGS_TOPIC
     predictions_topic: str = PREDICTIONS_TOPIC
     partitions: int = Field(default=4, ge=1, le=1000)
+    security_protocol: KafkaSecurityProtocol = "PLAINTEXT"
+    sasl_mechanism: KafkaSaslMechanism = "SCRAM-SHA-512"
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    sasl_password_file: Path | None = Field(
+        default=None, description="0600 file holding the SASL password (instead of inline)"
+    )
+    ssl_cafile: Path | None = Field(
+        default=None, description="PEM CA that signed the brokers' certificates (SSL, SASL_SSL)"
+    )
 
     @field_validator("bootstrap_servers")
     @classmethod
@@ -55,9 +79,65 @@ class KafkaSettings(BaseSettings):
                 raise ValueError(f"bootstrap server {server!r} is not host:port")
         return value
 
+    @field_validator("security_protocol", "sasl_mechanism", mode="before")
+    @classmethod
+    def _known_choice(cls, value: object, info: ValidationInfo) -> object:
+        choices = get_args(KafkaSecurityProtocol if info.field_name == "security_protocol"
+                           else KafkaSaslMechanism)  # fmt: skip
+        if value not in choices:
+            raise ValueError(f"{info.field_name} {value!r} is not one of {', '.join(choices)}")
+        return value
+
+    @field_validator("sasl_username")
+    @classmethod
+    def _plain_username(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9._@-]{1,64}", value):
+            raise ValueError(f"sasl_username {value!r} is not 1-64 of A-Z a-z 0-9 . _ @ -")
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _password_from_file(cls, data: object) -> object:
+        """Read ``sasl_password_file`` into ``sasl_password``: a file, when named, is where the
+        password comes from (so a file handed down wins over an inherited inline password)."""
+        if not isinstance(data, dict) or not data.get("sasl_password_file"):
+            return data
+        path = Path(data["sasl_password_file"])
+        try:
+            password = read_secret(path)
+        except FileNotFoundError:
+            raise ValueError(f"sasl_password_file {path} does not exist") from None
+        except (PermissionError, ValueError) as error:
+            raise ValueError(f"sasl_password_file: {error}") from None
+        return {**data, "sasl_password": SecretStr(password)}
+
+    @model_validator(mode="after")
+    def _complete_security(self) -> KafkaSettings:
+        if self.security_protocol.startswith("SASL_") and not (
+            self.sasl_username and self.sasl_password
+        ):
+            missing = "sasl_username" if not self.sasl_username else "sasl_password"
+            raise ValueError(
+                f"security_protocol {self.security_protocol} needs sasl_username and "
+                f"sasl_password (or sasl_password_file); {missing} is not set"
+            )
+        if self.ssl_cafile is not None:
+            if self.security_protocol not in ("SSL", "SASL_SSL"):
+                raise ValueError(
+                    f"ssl_cafile {self.ssl_cafile} is only used with SSL or SASL_SSL, "
+                    f"security_protocol is {self.security_protocol}"
+                )
+            if not self.ssl_cafile.is_file():
+                raise ValueError(f"ssl_cafile {self.ssl_cafile} is not a file")
+        return self
+
     @property
     def bootstrap_list(self) -> list[str]:
         return [server.strip() for server in self.bootstrap_servers.split(",")]
+
+    @property
+    def authenticates(self) -> bool:
+        return self.security_protocol.startswith("SASL_")
 
 
 class JvmSettings(BaseSettings):
@@ -88,6 +168,14 @@ class BrokerSettings(BaseSettings):
     data_dir: Path = Path("data/kafka")
     heap: str = "512m"
     start_timeout_s: float = Field(default=60.0, gt=0)
+    # Off only for bench/ingest.py's same-run comparison: with it off every listener is
+    # PLAINTEXT and anyone who can reach the port may read and write every topic.
+    authentication: bool = Field(
+        default=True, description="SASL on every listener (SCRAM-SHA-512 for clients)"
+    )
+    secrets_dir: Path | None = Field(
+        default=None, description="the SASL users' 0600 password files; unset: <data_dir>/secrets"
+    )
 
     @field_validator("heap")
     @classmethod

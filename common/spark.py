@@ -41,6 +41,23 @@ CHECKPOINT_FILE_MANAGER = (
 # stop is quiet. Java options given in `extra_conf` come after it, so their own -Xss wins.
 DRIVER_JAVA_OPTIONS = "-Xss16m"
 
+# Where the driver's RPC and block manager listen when every executor is on this machine: Spark
+# binds the machine's address otherwise, open to the network. A master on other hosts needs the
+# driver reachable from them, which only its user can say (spark.driver.host in extra_conf).
+LOOPBACK_DRIVER = {"spark.driver.bindAddress": "127.0.0.1", "spark.driver.host": "127.0.0.1"}
+_LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "[::1]", "::1"}
+
+
+def executors_on_this_machine(master: str) -> bool:
+    """Whether ``master`` runs the executors here: ``local[...]``, or a standalone master on
+    loopback (``spark://127.0.0.1:7077``, a ``local-cluster``)."""
+    if master.startswith("local"):
+        return True
+    if not master.startswith("spark://"):
+        return False  # yarn, k8s: executors elsewhere
+    hosts = [server.rsplit(":", 1)[0] for server in master.removeprefix("spark://").split(",")]
+    return all(host in _LOOPBACK_HOSTS for host in hosts)
+
 
 class MissingJarsError(RuntimeError):
     """The connector jars are not where the settings say; ``make`` or ``mbd setup`` fetches them."""
@@ -75,6 +92,8 @@ def spark_conf(settings: SparkSettings, jvm: JvmSettings, app_name: str) -> dict
         "spark.ui.enabled": str(settings.ui_enabled).lower(),
         "spark.ui.showConsoleProgress": "false",
     }
+    if executors_on_this_machine(settings.master):
+        conf.update(LOOPBACK_DRIVER)
     conf.update(settings.extra_conf)
     given = settings.extra_conf.get("spark.driver.extraJavaOptions", "")
     conf["spark.driver.extraJavaOptions"] = f"{DRIVER_JAVA_OPTIONS} {given}".strip()

@@ -4,6 +4,11 @@
 once the broker answers clients, or raises with the broker's own error lines. The data directory
 holds everything about one broker: its config, its log, its process id and its console output,
 so ``status``/``stop``/``kill`` need nothing but the directory.
+
+Clients authenticate (SASL/SCRAM-SHA-512 on the client listener, SASL PLAIN on the controller
+listener; :mod:`infra.broker_auth` holds the users and their 0600 secret files), and both
+listeners bind loopback unless ``MBD_BROKER_HOST`` says otherwise. :func:`client_settings`
+gives the settings a client of a running broker logs in with.
 """
 
 from __future__ import annotations
@@ -23,12 +28,15 @@ from pathlib import Path
 
 from common.kafka import broker_reachable
 from common.settings import BrokerSettings, JvmSettings, KafkaSettings
+from infra import broker_auth
+from infra.broker_auth import BrokerCredentials
 
 log = logging.getLogger(__name__)
 
 LOG4J_CONFIG = Path(__file__).with_name("log4j2.properties")
 STATE_FILE = "broker.json"
 CONSOLE_LOG = "broker.log"
+CLIENT_LISTENER = "CLIENT"
 
 
 class BrokerError(RuntimeError):
@@ -44,6 +52,11 @@ class BrokerState:
     controller_port: int
     host: str
     pid: int | None = None
+    # Whether the client listener takes SASL now, and whether the SCRAM users were written into
+    # the metadata when the storage was formatted (a state from before either reads False).
+    authentication: bool = False
+    credentials_in_metadata: bool = False
+    secrets_dir: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -115,18 +128,22 @@ def _process_alive(pid: int, data_dir: Path) -> bool:
 
 
 def server_properties(state: BrokerState, data_dir: Path, advertised_host: str) -> str:
+    """The broker's config; it names the passwords' variables and holds no secret itself."""
     log_dir = (data_dir / "log").resolve()
+    client = CLIENT_LISTENER
     lines = {
         "process.roles": "broker,controller",
         "node.id": "1",
         "controller.quorum.voters": f"1@127.0.0.1:{state.controller_port}",
         "listeners": (
-            f"PLAINTEXT://{state.host}:{state.port},CONTROLLER://127.0.0.1:{state.controller_port}"
+            f"{client}://{state.host}:{state.port},CONTROLLER://127.0.0.1:{state.controller_port}"
         ),
-        "advertised.listeners": f"PLAINTEXT://{advertised_host}:{state.port}",
+        "advertised.listeners": f"{client}://{advertised_host}:{state.port}",
         "controller.listener.names": "CONTROLLER",
-        "inter.broker.listener.name": "PLAINTEXT",
-        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        "inter.broker.listener.name": client,
+        **broker_auth.listener_properties(
+            client_listener=client, authentication=state.authentication
+        ),
         "log.dirs": str(log_dir),
         "num.partitions": "4",
         "auto.create.topics.enable": "false",
@@ -153,6 +170,8 @@ def _java_command(jvm: JvmSettings, *args: str, heap: str = "256m") -> list[str]
         "-XX:MaxGCPauseMillis=20",
         "-Djava.awt.headless=true",
         f"-Dlog4j2.configurationFile={LOG4J_CONFIG}",
+        # Of the config providers a config may name, only the one that reads the environment.
+        f"-Dorg.apache.kafka.automatic.config.providers={broker_auth.ENV_PROVIDER}",
         "-cp",
         f"{jars}/*",
         *args,
@@ -165,22 +184,100 @@ def _error_lines(text: str, limit: int = 8) -> str:
     return "\n".join((errors or lines)[-limit:])
 
 
-def _format_storage(jvm: JvmSettings, state: BrokerState, config: Path) -> None:
-    command = _java_command(
-        jvm, "kafka.tools.StorageTool", "format", "-t", state.cluster_id, "-c", str(config)
-    )
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
+def _argument_file(arguments: list[str]) -> str:
+    """A Java launcher argument file holding ``arguments``, one quoted argument a line."""
+    for number, argument in enumerate(arguments):
+        if any(char in argument for char in '"\\\n'):  # not echoed: it may hold a password
+            raise BrokerError(f"argument {number} holds a quote, a backslash or a line break")
+    return "".join(f'"{argument}"\n' for argument in arguments)
+
+
+def _format_storage(
+    jvm: JvmSettings, state: BrokerState, config: Path, credentials: BrokerCredentials | None
+) -> None:
+    """Format the log folder; with ``credentials``, write the SCRAM users into its metadata.
+
+    The tool's arguments reach the JVM through an argument file read from stdin
+    (``java @/dev/stdin``), so the passwords appear in no process listing and on no disk.
+    """
+    arguments = ["kafka.tools.StorageTool", "format", "-t", state.cluster_id, "-c", str(config)]
+    secrets: tuple[str, ...] = ()
+    if credentials is not None:
+        arguments += broker_auth.scram_arguments(credentials)
+        secrets = credentials.passwords()
+    result = subprocess.run(
+        _java_command(jvm, "@/dev/stdin"), input=_argument_file(arguments),
+        capture_output=True, text=True, check=False,
+        env=_broker_environment(credentials),
+    )  # fmt: skip
     if result.returncode != 0:
-        raise BrokerError(
-            f"formatting KRaft storage failed:\n{_error_lines(result.stdout + result.stderr)}"
-        )
+        output = result.stdout + result.stderr
+        for secret in secrets:
+            output = output.replace(secret, "***")
+        raise BrokerError(f"formatting KRaft storage failed:\n{_error_lines(output)}")
+
+
+def _broker_environment(credentials: BrokerCredentials | None) -> dict[str, str]:
+    env = {**os.environ}
+    if credentials is not None:
+        env |= broker_auth.jvm_environment(credentials)
+    return env
+
+
+def secrets_dir(settings: BrokerSettings) -> Path:
+    """The folder of the SASL users' passwords of the broker of ``settings.data_dir``: as set,
+    else the one its storage was formatted with, else ``<data_dir>/secrets``."""
+    data_dir = settings.data_dir.resolve()
+    if settings.secrets_dir is not None:
+        return settings.secrets_dir.resolve()
+    state = _read_state(data_dir)
+    if state and state.credentials_in_metadata and state.secrets_dir:
+        return Path(state.secrets_dir)
+    return data_dir / "secrets"
+
+
+def client_environment(settings: BrokerSettings) -> dict[str, str]:
+    """``MBD_KAFKA_*`` variables for a service on this machine to log in to the broker of
+    ``settings`` (known before it starts: the password travels as its file's path)."""
+    return broker_auth.client_environment(
+        port=settings.port, secrets_dir=secrets_dir(settings),
+        authentication=settings.authentication,
+    )  # fmt: skip
+
+
+def client_settings(data_dir: Path, **overrides: object) -> KafkaSettings:
+    """How a client on this machine reaches the broker of ``data_dir`` as the client user.
+
+    The fields given here win over ``MBD_KAFKA_*`` variables, so they fit this broker whatever
+    the environment says; ``overrides`` (topics, say) are added.
+    """
+    data_dir = data_dir.resolve()
+    state = _read_state(data_dir)
+    if state is None:
+        raise BrokerError(f"no broker state in {data_dir}; start the broker first")
+    secrets_dir = Path(state.secrets_dir) if state.secrets_dir else data_dir / "secrets"
+    fields: dict[str, object] = dict(broker_auth.client_fields(
+        port=state.port, secrets_dir=secrets_dir, authentication=state.authentication
+    ))  # fmt: skip
+    if not state.authentication:
+        fields |= {"sasl_username": None, "sasl_password": None, "sasl_password_file": None}
+    return KafkaSettings(**(fields | overrides))  # type: ignore[arg-type]
+
+
+def _unauthenticated_storage(data_dir: Path) -> BrokerError:
+    return BrokerError(
+        f"the broker's storage in {data_dir} was formatted without Kafka credentials (before "
+        "mbd's brokers authenticated clients), and SCRAM users can only be written when the "
+        f"storage is formatted. Move it aside to start a new one: `mbd broker stop --data-dir "
+        f"{data_dir}; mv {data_dir} {data_dir}.unauthenticated` (its topics are not carried over)"
+    )
 
 
 def _wait_until_ready(
     process: subprocess.Popen[bytes], state: BrokerState, data_dir: Path, timeout_s: float
 ) -> None:
     deadline = time.monotonic() + timeout_s
-    kafka = KafkaSettings(bootstrap_servers=f"127.0.0.1:{state.port}")
+    kafka = client_settings(data_dir)
     while time.monotonic() < deadline:
         if process.poll() is not None:
             output = (data_dir / CONSOLE_LOG).read_text(errors="replace")
@@ -221,20 +318,34 @@ def start(settings: BrokerSettings, jvm: JvmSettings) -> BrokerStatus:
             controller_port=free_port(),
             host=settings.host,
         )
+    formatted = (data_dir / "log" / "meta.properties").is_file()
+    if formatted and settings.authentication and not state.credentials_in_metadata:
+        raise _unauthenticated_storage(data_dir)
     state.port, state.host, state.pid = settings.port, settings.host, None
+    state.authentication = settings.authentication
+    secrets = secrets_dir(settings)
+    if state.credentials_in_metadata and state.secrets_dir != str(secrets):
+        raise BrokerError(
+            f"the broker's storage in {data_dir} holds the users whose passwords are in "
+            f"{state.secrets_dir}, not those in {secrets}"
+        )
+    state.secrets_dir = str(secrets)
+    credentials = broker_auth.ensure_credentials(secrets) if settings.authentication else None
     if not _port_free(state.controller_port):
         state.controller_port = free_port()
     config = data_dir / "server.properties"
     config.write_text(server_properties(state, data_dir, settings.advertised_host or settings.host))
-    if not (data_dir / "log" / "meta.properties").is_file():
-        _format_storage(jvm, state, config)
+    if not formatted:
+        _format_storage(jvm, state, config, credentials)
+        state.credentials_in_metadata = credentials is not None
     _write_state(data_dir, state)
 
     with (data_dir / CONSOLE_LOG).open("ab") as console:
         command = _java_command(jvm, "kafka.Kafka", str(config), heap=settings.heap)
         process = subprocess.Popen(
-            command, stdout=console, stderr=subprocess.STDOUT, start_new_session=True
-        )
+            command, stdout=console, stderr=subprocess.STDOUT, start_new_session=True,
+            env=_broker_environment(credentials),
+        )  # fmt: skip
     state.pid = process.pid
     _write_state(data_dir, state)
     _wait_until_ready(process, state, data_dir, settings.start_timeout_s)
@@ -253,11 +364,7 @@ def status(data_dir: Path) -> BrokerStatus:
     state = _read_state(data_dir)
     running = bool(state and state.pid and _process_alive(state.pid, data_dir))
     reachable = bool(
-        running
-        and state
-        and broker_reachable(
-            KafkaSettings(bootstrap_servers=f"127.0.0.1:{state.port}"), timeout_s=2.0
-        )
+        running and state and broker_reachable(client_settings(data_dir), timeout_s=2.0)
     )
     return BrokerStatus(
         running=running,

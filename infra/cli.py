@@ -57,7 +57,14 @@ def cmd_broker(args: argparse.Namespace) -> int:
         jvm = JvmSettings()
         ensure_jars(jvm)
         state = broker.start(settings, jvm)
-        print(f"broker up at {state.bootstrap} (pid {state.pid}), data in {state.data_dir}")
+        login = broker.client_settings(state.data_dir)
+        user = (
+            f", clients log in as {login.sasl_username!r} ({login.sasl_mechanism}, password in "
+            f"{login.sasl_password_file})"
+            if login.authenticates
+            else ", no authentication"
+        )
+        print(f"broker up at {state.bootstrap} (pid {state.pid}), data in {state.data_dir}{user}")
         return 0
     if args.action == "status":
         state = broker.status(settings.data_dir)
@@ -72,6 +79,22 @@ def cmd_broker(args: argparse.Namespace) -> int:
         print(f"broker for {settings.data_dir.resolve()} {done}")
     else:
         print(f"no broker was running for {settings.data_dir.resolve()}")
+    return 0
+
+
+def cmd_certs(args: argparse.Namespace) -> int:
+    from infra.certs import DEFAULT_HOSTS, make_certs
+
+    hosts = tuple(h.strip() for h in args.hosts.split(",") if h.strip()) if args.hosts else None
+    files = make_certs(
+        **_overrides(args, "env_file", "kafka_env_file", "days"),
+        **({"folder": args.dir} if args.dir else {}), hosts=hosts or DEFAULT_HOSTS,
+        renew=args.renew,
+    )  # fmt: skip
+    print(
+        f"CA {files.ca_cert}, broker keystore {files.broker_keystore} (0600); "
+        f"secrets in {files.env_file} and {files.kafka_env_file} (0600)"
+    )
     return 0
 
 
@@ -292,6 +315,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--data-dir", type=Path, help="log and state folder (MBD_BROKER_DATA_DIR, data/kafka)"
     )
     broker.set_defaults(handler=cmd_broker)
+
+    certs = commands.add_parser(
+        "certs", help="a CA, the Kafka broker's TLS certificate and the secrets of docker compose"
+    )
+    certs.add_argument("--dir", type=Path, help="where the PEM files go (infra/certs)")
+    certs.add_argument("--hosts", help="names clients dial the broker by (kafka,localhost,...)")
+    certs.add_argument("--days", type=int, help="validity of the certificates (825)")
+    certs.add_argument("--env-file", type=Path, help="secrets of the services (infra/compose.env)")
+    certs.add_argument(
+        "--kafka-env-file", type=Path, help="the broker's secrets (infra/compose-kafka.env)"
+    )
+    certs.add_argument("--renew", action="store_true", help="new certificates (secrets kept)")
+    certs.set_defaults(handler=cmd_certs)
 
     gateway = commands.add_parser("gateway", help="the ingest gateway (HTTP → Kafka)")
     gateway.add_argument("--host", help="listen address (MBD_GATEWAY_HOST, 127.0.0.1)")

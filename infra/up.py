@@ -2,7 +2,8 @@
 
 Order: the Kafka broker, the gateway, the streaming job, the scheduled trainer, the API, and a
 simulated fleet. Every service gets the same ``MBD_*`` environment (one data folder, the
-broker's address), its own log file under ``<data>/logs/``, and is restarted if it dies.
+broker's address and the Kafka client user it logs in as), its own log file under
+``<data>/logs/``, and is restarted if it dies.
 """
 
 from __future__ import annotations
@@ -83,10 +84,21 @@ def _http_ok(url: str) -> bool:
         return False
 
 
+def broker_settings(settings: UpSettings) -> BrokerSettings:
+    return BrokerSettings(port=settings.broker_port, data_dir=settings.data_dir.resolve() / "kafka")
+
+
+def kafka_environment(settings: UpSettings) -> dict[str, str]:
+    """The broker's address and its client user (SASL/SCRAM): the password reaches the services
+    as the path of its 0600 file, which the broker writes on its first start."""
+    return broker.client_environment(broker_settings(settings))
+
+
 def environment(settings: UpSettings) -> dict[str, str]:
+    """What every service's environment adds: one data folder and one broker for all."""
     data = settings.data_dir.resolve()
     return {
-        "MBD_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{settings.broker_port}",
+        **kafka_environment(settings),
         "MBD_GATEWAY_PORT": str(settings.gateway_port),
         "MBD_GATEWAY_DEVICES_FILE": str(data / "devices.json"),
         "MBD_API_PORT": str(settings.api_port),
@@ -111,8 +123,7 @@ def services(settings: UpSettings) -> list[Service]:
 
     def launch_broker(log_file: Path) -> BrokerProcess:
         kafka_dir = data / "kafka"
-        state = broker.start(BrokerSettings(port=settings.broker_port, data_dir=kafka_dir),
-                             JvmSettings())  # fmt: skip
+        state = broker.start(broker_settings(settings), JvmSettings())
         assert state.pid is not None
         log_file.unlink(missing_ok=True)
         log_file.symlink_to(kafka_dir / "broker.log")

@@ -15,7 +15,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery
 from pyspark.sql.streaming.state import GroupStateTimeout
 
-from common.kafka import ensure_topics
+from common.kafka import ensure_topics, spark_kafka_options
 from common.settings import StreamSettings
 from common.topics import TopicSpec
 from streaming.device_windows import spark_step
@@ -32,7 +32,7 @@ QUERY_NAME = "mbd-stream"
 def kafka_source(spark: SparkSession, settings: StreamSettings) -> DataFrame:
     reader = (
         spark.readStream.format("kafka")
-        .option("kafka.bootstrap.servers", settings.kafka.bootstrap_servers)
+        .options(**spark_kafka_options(settings.kafka))
         .option("subscribe", settings.kafka.readings_topic)
         .option("startingOffsets", settings.starting_offsets)
         .option("includeHeaders", "true")

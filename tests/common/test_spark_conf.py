@@ -46,3 +46,23 @@ def test_the_driver_gets_a_larger_thread_stack_and_keeps_java_options_given() ->
     given = SparkSettings(extra_conf={"spark.driver.extraJavaOptions": "-Dx=1 -Xss32m"})
     options = spark_conf(given, JvmSettings(), "job")["spark.driver.extraJavaOptions"].split()
     assert options == ["-Xss16m", "-Dx=1", "-Xss32m"]  # the last -Xss is the one Java takes
+
+
+@pytest.mark.parametrize(
+    ("master", "loopback"),
+    [("local[2]", True), ("local", True), ("spark://127.0.0.1:7077", True),
+     ("spark://localhost:7077", True), ("spark://spark-master:7077", False), ("yarn", False)],
+)  # fmt: skip
+def test_the_driver_binds_loopback_when_every_executor_is_on_this_machine(master, loopback) -> None:
+    conf = spark_conf(SparkSettings(master=master), JvmSettings(), "job")
+    expected = "127.0.0.1" if loopback else None
+    assert conf.get("spark.driver.bindAddress") == expected
+    assert conf.get("spark.driver.host") == expected
+    assert conf["spark.ui.enabled"] == "false"
+
+
+def test_extra_conf_says_where_the_driver_listens() -> None:
+    given = SparkSettings(master="local[2]", extra_conf={"spark.driver.bindAddress": "0.0.0.0"})
+    conf = spark_conf(given, JvmSettings(), "job")
+    assert conf["spark.driver.bindAddress"] == "0.0.0.0"
+    assert conf["spark.driver.host"] == "127.0.0.1"

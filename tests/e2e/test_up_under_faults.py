@@ -24,7 +24,7 @@ import pytest
 
 from common.kafka import make_consumer
 from common.settings import KafkaSettings
-from infra.broker import free_port
+from infra.broker import client_settings, free_port
 from models.registry import Registry
 from models.serving import load_version
 from tests.lake import read_lake, reconcile
@@ -226,7 +226,7 @@ def drain_and_reconcile(pipeline: Pipeline, report_file: Path) -> None:
     acknowledged = {(device, seq) for device, seq in fleet["accepted_keys"]}
     assert fleet["given_up"] == 0 and len(acknowledged) > 1000, fleet
 
-    kafka = KafkaSettings(bootstrap_servers=f"127.0.0.1:{pipeline.ports['broker']}")
+    kafka = client_settings(pipeline.data / "kafka")
     bodies = batches_in_kafka(kafka, acknowledged)
     missing = acknowledged - bodies.keys()
     assert not missing, f"{len(missing)} acknowledged batches not in Kafka: {sorted(missing)[:5]}"

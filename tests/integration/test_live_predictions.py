@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from kafka import KafkaConsumer
 
+from common.kafka import client_security
 from common.schema import Prediction
 from common.settings import KafkaSettings, ModelSettings
 from models.build import ModelSpec, build_classifier
@@ -45,6 +46,7 @@ def read_predictions(kafka: KafkaSettings, topic: str) -> list[Prediction]:
     consumer = KafkaConsumer(
         topic, bootstrap_servers=kafka.bootstrap_list, auto_offset_reset="earliest",
         group_id=f"test-{uuid.uuid4().hex[:8]}", consumer_timeout_ms=5000,
+        **client_security(kafka),
     )  # fmt: skip
     try:
         return [Prediction.model_validate_json(record.value) for record in consumer]

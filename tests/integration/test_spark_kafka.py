@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from common.kafka import spark_kafka_options
 from common.settings import KafkaSettings
 from tests.integration.test_kafka_broker import RECORDS, produce_numbered
 
@@ -19,7 +20,7 @@ def test_structured_streaming_reads_every_record(
 
     stream = (
         spark.readStream.format("kafka")
-        .option("kafka.bootstrap.servers", kafka_broker.bootstrap_servers)
+        .options(**spark_kafka_options(kafka_broker))
         .option("subscribe", fresh_topic)
         .option("startingOffsets", "earliest")
         .load()
