@@ -390,6 +390,8 @@ class StreamSettings(BaseSettings):
     live_scoring: bool = Field(default=True, description="score windows with the promoted model")
     registry: RegistrySettings = Field(default_factory=RegistrySettings)
     window: WindowSettings = Field(default_factory=WindowSettings)
+    # The gateway's limits: a record on the topic that breaks them is quarantined, not windowed.
+    wire: WireSettings = Field(default_factory=WireSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     spark: SparkSettings = Field(default_factory=SparkSettings)
 

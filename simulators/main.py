@@ -16,7 +16,7 @@ from rich.table import Table
 from common.settings import GatewaySettings, SimulatorSettings, WireSettings
 from simulators.client import GatewayClient, SendStats
 from simulators.fleet import FleetConfig, FleetTruth, provision_tokens, run_fleet
-from simulators.replay import parse_label_map, read_dataset, replay
+from simulators.replay import DEVICE_PREFIX, parse_label_map, read_dataset, replay
 
 log = logging.getLogger(__name__)
 
@@ -141,11 +141,11 @@ def replay_dataset(
 ) -> SendStats:
     dataset = read_dataset(path, wire.classes, parse_label_map(label_map))
     if not dataset.readings_by_user:
-        reasons = dict(dataset.skipped) or {"empty file": 1}
-        raise ValueError(f"{path} has no usable readings (skipped: {reasons})")
-    for reason, count in dataset.skipped.items():
-        log.warning("skipped %d line(s) of %s: %s", count, path, reason)
-    device_prefix = "wisdm-"
+        reasons = "; ".join(dataset.skip_summary()) or "it is empty"
+        raise ValueError(f"{path} has no usable readings: {reasons}")
+    for line in dataset.skip_summary():
+        log.warning("%s: %s", path, line)
+    device_prefix = DEVICE_PREFIX
     devices = [f"{device_prefix}{user}" for user in dataset.readings_by_user]
     tokens = provision_tokens(devices, settings.tokens_file, gateway.devices_file)
 
@@ -158,5 +158,6 @@ def replay_dataset(
 
     stats = asyncio.run(main())
     if report:
-        _write_report(report, stats, {"skipped": dict(dataset.skipped)})
+        _write_report(report, stats, {"skipped": dict(dataset.skipped),
+                                      "skipped_lines": dataset.skipped_lines})  # fmt: skip
     return stats

@@ -5,12 +5,18 @@ one phone (``wisdm-<user>``); its readings are cut into batches of ``interval_s`
 real time or ``speed`` times faster. Timestamps may be nanoseconds (WISDM v1.1, since phone
 boot) or milliseconds; they are rebased onto the present so the gateway sees recent event times
 with the recording's own spacing. Activity names go through a label map and must end in the
-configured class list; lines that do not parse are skipped and counted by reason.
+configured class list.
+
+A line that cannot be a reading the gateway accepts (too many fields, a number that is not one,
+a time past the wire's bounds, an acceleration no phone reads, bytes that are not UTF-8) is
+skipped and counted by reason, with the numbers of its first lines: a dataset of a million lines
+with a few bad ones still replays, and the summary says which lines to look at.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable
@@ -19,10 +25,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pydantic import TypeAdapter, ValidationError
+
+from common.schema import ECHO_CHARS, MAX_ABS_ACCEL, MAX_EPOCH_MS, MAX_INT64, DeviceId
 from simulators.client import GatewayClient, SendStats
 from simulators.phone import Batch
 
 NS_THRESHOLD = 10**13  # above this a timestamp is nanoseconds: as ms it would be past year 2286
+DEVICE_PREFIX = "wisdm-"
+LINES_NAMED = 5  # line numbers kept per reason for the summary
+_DEVICE_ID = TypeAdapter(DeviceId)
 
 
 @dataclass(frozen=True)
@@ -39,10 +51,27 @@ class Reading:
 class ParsedDataset:
     readings_by_user: dict[str, list[Reading]] = field(default_factory=dict)
     skipped: Counter[str] = field(default_factory=Counter)
+    skipped_lines: dict[str, list[int]] = field(default_factory=dict)  # the first few, by reason
 
     @property
     def readings(self) -> int:
         return sum(len(readings) for readings in self.readings_by_user.values())
+
+    def skip(self, reason: str, line: int) -> None:
+        self.skipped[reason] += 1
+        lines = self.skipped_lines.setdefault(reason, [])
+        if len(lines) < LINES_NAMED:
+            lines.append(line)
+
+    def skip_summary(self) -> list[str]:
+        """One line per reason: ``skipped N lines, REASON (lines 3, 9, ...)``."""
+        summary = []
+        for reason, count in self.skipped.most_common():
+            lines = self.skipped_lines.get(reason, [])
+            where = ", ".join(str(n) for n in lines) + (", ..." if count > len(lines) else "")
+            noun = "line" if count == 1 else "lines"
+            summary.append(f"skipped {count} {noun}, {reason} ({noun} {where})")
+        return summary
 
 
 def parse_label_map(text: str | None) -> dict[str, str]:
@@ -62,42 +91,88 @@ def to_ms(timestamp: int) -> int:
     return timestamp // 1_000_000 if timestamp > NS_THRESHOLD else timestamp
 
 
+def _short(text: str) -> str:
+    return text if len(text) <= ECHO_CHARS else text[: ECHO_CHARS - 3] + "..."
+
+
+def _axes(values: list[str]) -> tuple[float, float, float] | str:
+    """x, y, z in m/s², or why the line has none the gateway would take."""
+    try:
+        x, y, z = (float(value) for value in values)
+    except ValueError:
+        return "axis not a number"
+    if not all(math.isfinite(v) and abs(v) <= MAX_ABS_ACCEL for v in (x, y, z)):
+        return f"axis beyond ±{MAX_ABS_ACCEL:.0f} m/s² or not finite"
+    return x, y, z
+
+
+def _time_ms(stamp: str) -> int | str:
+    """The reading's time in the recording's own milliseconds, or why it has none."""
+    try:
+        timestamp = int(stamp)
+    except ValueError:
+        return "timestamp not an integer"
+    # Past these no time survives rebasing: an int64 or a date after 2100 (a 30-digit number).
+    if not 0 < timestamp <= MAX_INT64 or to_ms(timestamp) > MAX_EPOCH_MS:
+        return "timestamp out of range"
+    return to_ms(timestamp)
+
+
 def parse_wisdm(
-    lines: Iterable[str], classes: tuple[str, ...], label_map: dict[str, str] | None = None
-) -> ParsedDataset:
-    """Readings per user, in time order; malformed lines counted in ``skipped`` by reason."""
+    lines: Iterable[str | bytes], classes: tuple[str, ...], label_map: dict[str, str] | None = None,
+    *, device_prefix: str = DEVICE_PREFIX,
+) -> ParsedDataset:  # fmt: skip
+    """Readings per user, in time order; lines that give none counted in ``skipped`` by reason.
+
+    ``lines`` may be bytes (as read from the file), which must be UTF-8.
+    """
     label_map = label_map or {}
     wanted = {name.lower(): name for name in classes}
     dataset = ParsedDataset()
     by_user: dict[str, list[Reading]] = defaultdict(list)
-    for line in lines:
+    usable_user: dict[str, bool] = {}
+    for number, line in enumerate(lines, start=1):
+        if isinstance(line, bytes):
+            try:
+                line = line.decode("utf-8")
+            except UnicodeDecodeError:
+                dataset.skip("not UTF-8", number)
+                continue
         for record in line.strip().split(";"):
             record = record.strip().rstrip(",")
             if not record:
                 continue
             fields = [part.strip() for part in record.split(",")]
             if len(fields) != 6:
-                dataset.skipped[f"{len(fields)} fields, expected 6"] += 1
+                dataset.skip(f"{len(fields)} fields, expected 6", number)
                 continue
-            user, activity, stamp, *axes = fields
+            user, activity, stamp, *values = fields
             label = label_map.get(activity.lower(), activity)
             if label.lower() not in wanted:
-                dataset.skipped[f"activity {activity!r} not in the class list"] += 1
+                dataset.skip(f"activity {_short(activity)!r} not in the class list", number)
                 continue
-            try:
-                t_ms = to_ms(int(stamp))
-                x, y, z = (float(axis) for axis in axes)
-            except ValueError:
-                dataset.skipped["unparseable timestamp or axis"] += 1
+            if user not in usable_user:
+                usable_user[user] = _usable_device_id(f"{device_prefix}{user}")
+            if not usable_user[user]:
+                dataset.skip("user not usable in a device id", number)
                 continue
-            if t_ms <= 0:
-                dataset.skipped["timestamp not positive"] += 1
+            t_ms, axes = _time_ms(stamp), _axes(values)
+            if isinstance(t_ms, str) or isinstance(axes, str):
+                dataset.skip(t_ms if isinstance(t_ms, str) else str(axes), number)
                 continue
-            by_user[user].append(Reading(user, wanted[label.lower()], t_ms, x, y, z))
+            by_user[user].append(Reading(user, wanted[label.lower()], t_ms, *axes))
     for user, readings in by_user.items():
         readings.sort(key=lambda reading: reading.t_ms)
         dataset.readings_by_user[user] = readings
     return dataset
+
+
+def _usable_device_id(device_id: str) -> bool:
+    try:
+        _DEVICE_ID.validate_python(device_id)
+    except ValidationError:
+        return False
+    return True
 
 
 def user_batches(
@@ -144,7 +219,7 @@ async def replay(
     *,
     speed: float = 1.0,
     interval_s: float = 2.0,
-    device_prefix: str = "wisdm-",
+    device_prefix: str = DEVICE_PREFIX,
 ) -> SendStats:
     """Send every user's batches, paced by the recording's own clock divided by ``speed``."""
     start_s = time.time()
@@ -171,5 +246,5 @@ async def replay(
 
 
 def read_dataset(path: Path, classes: tuple[str, ...], label_map: dict[str, str]) -> ParsedDataset:
-    with path.open(encoding="utf-8", errors="replace") as lines:
+    with path.open("rb") as lines:  # decoded line by line: a bad byte costs its line only
         return parse_wisdm(lines, classes, label_map)

@@ -174,7 +174,7 @@ class Emitted:
 
 _INPUT_COLUMNS = (
     "batch_seq", "record_offset", "reject_reason", "sensor", "t", "x", "y", "z", "lat", "lon",
-    "label", "ingest_ms",
+    "label", "ingest_ms", "raw",
 )  # fmt: skip
 
 Columns = dict[str, np.ndarray]
@@ -204,8 +204,8 @@ def advance(
         reasons = columns["reject_reason"]
         rejected = pd.notna(reasons)
         out.quarantine_each(
-            device_id, reasons[rejected],
-            batch_seq=columns["batch_seq"][rejected], t=columns["t"][rejected],
+            device_id, reasons[rejected], batch_seq=columns["batch_seq"][rejected],
+            t=columns["t"][rejected], raw=columns["raw"][rejected],
         )  # fmt: skip
         sensor = columns["sensor"]
         accel = _take(columns, ~rejected & (sensor == "accel"))

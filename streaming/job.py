@@ -47,7 +47,7 @@ def windows_from_records(
     records: DataFrame, settings: StreamSettings, *, drain: bool = False
 ) -> DataFrame:
     """Kafka records → window, quarantine and duplicate rows (``streaming.schema.OUTPUT``)."""
-    samples = mark_rejects(explode_samples(parse(records)), settings)
+    samples = mark_rejects(explode_samples(parse(records, settings)), settings)
     # The step knows its phone by the key; a column less is a column less to convert per phone.
     return (
         samples.drop("device_id")

@@ -30,6 +30,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pyspark.sql import DataFrame
 
+from common.schema import MAX_EPOCH_MS, MIN_EPOCH_MS
 from common.settings import StreamSettings
 
 log = logging.getLogger(__name__)
@@ -110,8 +111,13 @@ class LakeWriter:
             write_partitions(rows.select(WINDOW_COLUMNS), dates, self.windows_path, batch_id)
         if len(quarantine):
             now_ms = pa.scalar(int(time.time() * 1000), pa.int64())
+            t = quarantine.column("t")
+            # A quarantined time may be anything a record held: only a plausible one names a day.
+            plausible = pc.and_(pc.greater_equal(t, MIN_EPOCH_MS), pc.less_equal(t, MAX_EPOCH_MS))
             event_ms = pc.coalesce(
-                quarantine.column("window_start_ms"), quarantine.column("t"), now_ms
+                quarantine.column("window_start_ms"),
+                pc.if_else(plausible, t, pa.scalar(None, pa.int64())),
+                now_ms,
             )
             rows = quarantine.select(QUARANTINE_COLUMNS)
             write_partitions(rows, _dates(event_ms), self.quarantine_path, batch_id)

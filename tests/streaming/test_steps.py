@@ -14,6 +14,7 @@ KAFKA_SCHEMA = (
     "value binary, timestamp timestamp, headers array<struct<key:string,value:binary>>, offset long"
 )
 T = 1_795_341_600_000
+SETTINGS = StreamSettings()
 
 
 def kafka_rows(spark, *values: bytes, ingest_ms: int = T + 2500):
@@ -32,7 +33,7 @@ def batch(seq: int, accel: list[tuple], gps: list[tuple] = ()) -> bytes:
 
 def test_parse_reads_fields_and_names_what_cannot_be_read(spark) -> None:
     good = batch(1, [(T, 0.1, 9.8, 0.2)])
-    parsed = parse(kafka_rows(spark, good, b"{broken", b'{"batch_seq": 3}'))
+    parsed = parse(kafka_rows(spark, good, b"{broken", b'{"batch_seq": 3}'), SETTINGS)
     rows = {r.parse_error: r for r in parsed.collect()}
     assert rows[None].device_id == "d1" and rows[None].ingest_ms == T + 2500
     assert rows["unparseable JSON"].raw == "{broken"
@@ -41,7 +42,7 @@ def test_parse_reads_fields_and_names_what_cannot_be_read(spark) -> None:
 
 def test_explode_gives_one_row_per_sample_and_keeps_bad_records(spark) -> None:
     value = batch(4, [(T, 0.1, 9.8, 0.2), (T + 50, 0.2, 9.7, 0.3)], [(T, 53.3, -6.2)])
-    rows = explode_samples(parse(kafka_rows(spark, value, b"nope")))
+    rows = explode_samples(parse(kafka_rows(spark, value, b"nope"), SETTINGS))
     actual = rows.select("device_id", "batch_seq", "sensor", "t", "x", "lat", "parse_error")
     expected = [
         Row(device_id="d1", batch_seq=4, sensor="accel", t=T, x=0.1, lat=None, parse_error=None),
@@ -63,11 +64,11 @@ def test_mark_rejects_names_each_dirty_sample(spark) -> None:
         (T + 10_000_000, 0.1, 9.8, 0.2),  # hours away from sent_at
         (T + 200, 0.2, 9.9, 0.1),
     ]
-    marked = mark_rejects(explode_samples(parse(kafka_rows(spark, batch(1, accel)))),
-                          StreamSettings())  # fmt: skip
+    marked = mark_rejects(explode_samples(parse(kafka_rows(spark, batch(1, accel)), SETTINGS)),
+                          SETTINGS)  # fmt: skip
     reasons = [r.reject_reason for r in marked.orderBy("t").collect()]
     assert reasons == [None, "null axis", "saturated", "spike", None, "far from batch time"]
-    bad = mark_rejects(explode_samples(parse(kafka_rows(spark, b"{"))), StreamSettings())
+    bad = mark_rejects(explode_samples(parse(kafka_rows(spark, b"{"), SETTINGS)), SETTINGS)
     assert [(r.device_key, r.reject_reason) for r in bad.collect()] == [
         (UNPARSEABLE_KEY, "unparseable JSON")
     ]
@@ -76,7 +77,7 @@ def test_mark_rejects_names_each_dirty_sample(spark) -> None:
 def test_a_record_without_batch_seq_is_quarantined_whole_not_given_to_its_device(spark) -> None:
     no_seq = json.dumps({"device_id": "d1", "accel": [{"t": T, "x": 0.1, "y": 9.8, "z": 0.2}]})
     marked = mark_rejects(
-        explode_samples(parse(kafka_rows(spark, no_seq.encode(), b"[1, 2]"))), StreamSettings()
+        explode_samples(parse(kafka_rows(spark, no_seq.encode(), b"[1, 2]"), SETTINGS)), SETTINGS
     )
     rows = sorted((r.device_key, r.device_id, r.sensor, r.reject_reason) for r in marked.collect())
     assert rows == [
