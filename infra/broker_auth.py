@@ -17,10 +17,12 @@ Kafka's ``EnvVarConfigProvider``: server.properties names them and holds none.
 from __future__ import annotations
 
 import re
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from common.files import ensure_secret
+from common.files import ensure_secret, write_secret
+from common.settings import KafkaSettings
 
 CLIENT_USER = "mbd"
 BROKER_USER = "mbd-broker"
@@ -164,3 +166,32 @@ def client_environment(
     """
     fields = client_fields(port=port, secrets_dir=secrets_dir, authentication=authentication)
     return {f"MBD_KAFKA_{name.upper()}": value for name, value in fields.items()}
+
+
+def rotate_client_password(kafka: KafkaSettings, password_file: Path) -> None:
+    """Give the client user a new SCRAM password, logged in with the current one, then store
+    it in ``password_file``. Connections already made stay up; each service picks the new
+    password up when it next starts (restart them; ``mbd up`` restarts any that is killed)."""
+    from kafka.admin import ScramMechanism, UserScramCredentialUpsertion
+
+    from common.kafka import make_admin
+
+    new = secrets.token_urlsafe(32)
+    upsert = UserScramCredentialUpsertion(
+        user=CLIENT_USER,
+        mechanism=ScramMechanism.SCRAM_SHA_512,
+        password=new,
+        iterations=4096,
+    )
+    admin = make_admin(kafka)
+    try:
+        errors = {
+            user: error
+            for user, error in admin.alter_user_scram_credentials([upsert]).items()
+            if error
+        }
+    finally:
+        admin.close()
+    if errors:
+        raise CredentialsError(f"the broker refused the new password of {CLIENT_USER!r}: {errors}")
+    write_secret(password_file, new)

@@ -74,6 +74,19 @@ def cmd_broker(args: argparse.Namespace) -> int:
             return 0 if state.reachable else 1
         print(f"no broker running for {state.data_dir}")
         return 3
+    if args.action == "rotate-password":
+        from infra.broker_auth import rotate_client_password
+
+        login = broker.client_settings(settings.data_dir)
+        if not login.authenticates or login.sasl_password_file is None:
+            print(f"mbd: the broker of {settings.data_dir} does not authenticate", file=sys.stderr)
+            return 2
+        rotate_client_password(login, login.sasl_password_file)
+        print(
+            f"new password of {login.sasl_username!r} in {login.sasl_password_file}; restart the "
+            "services that use it (connections already open stay up)"
+        )
+        return 0
     stopper, done = (broker.stop, "stopped") if args.action == "stop" else (broker.kill, "killed")
     if stopper(settings.data_dir):
         print(f"broker for {settings.data_dir.resolve()} {done}")
@@ -308,7 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     setup.set_defaults(handler=cmd_setup)
 
     broker = commands.add_parser("broker", help="the embedded Apache Kafka broker (KRaft)")
-    broker.add_argument("action", choices=["start", "stop", "status", "kill"])
+    broker.add_argument("action", choices=["start", "stop", "status", "kill", "rotate-password"])
     broker.add_argument("--port", type=int, help="client port (MBD_BROKER_PORT, 9092)")
     broker.add_argument("--host", help="address to listen on (MBD_BROKER_HOST, 127.0.0.1)")
     broker.add_argument(

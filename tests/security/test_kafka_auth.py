@@ -166,3 +166,20 @@ def test_storage_formatted_without_credentials_names_the_folder_and_the_way_out(
     assert str(folder.resolve()) in message and "without Kafka credentials" in message
     assert "mv " in message
     assert not broker.running(folder)
+
+
+def test_rotating_the_client_password_refuses_the_old_one(data_dir: Path) -> None:
+    """Last in the module: the other tests' client holds the password from before."""
+    from infra.cli import main
+
+    before = broker.client_settings(data_dir)
+    old = (data_dir / "secrets" / "client.password").read_text().strip()
+
+    assert main(["broker", "rotate-password", "--data-dir", str(data_dir)]) == 0
+
+    after = broker.client_settings(data_dir)
+    new = (data_dir / "secrets" / "client.password").read_text().strip()
+    assert new != old
+    assert stat.S_IMODE((data_dir / "secrets" / "client.password").stat().st_mode) == 0o600
+    assert not refused(after)  # control: the new password logs in
+    assert refused(before.model_copy(update={"sasl_password_file": None}))
