@@ -39,16 +39,10 @@ from models.serving import PromotedModel
 log = logging.getLogger(__name__)
 
 
-READ_TOKEN_FILE = "api-read-token"
-ADMIN_TOKEN_FILE = "api-admin-token"
-
-
 def api_credentials(settings: ApiSettings) -> Credentials:
     """The tokens the API accepts: configured, or read from (generated into) ``secrets_dir``."""
-    read = settings.read_token or SecretStr(ensure_secret(settings.secrets_dir / READ_TOKEN_FILE))
-    admin = settings.admin_token or SecretStr(
-        ensure_secret(settings.secrets_dir / ADMIN_TOKEN_FILE)
-    )
+    read = settings.read_token or SecretStr(ensure_secret(settings.read_token_file))
+    admin = settings.admin_token or SecretStr(ensure_secret(settings.admin_token_file))
     limiter = RateLimiter(rate=settings.rate_per_token, burst=settings.burst_per_token)
     return Credentials(
         read_token=read,

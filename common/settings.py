@@ -530,6 +530,16 @@ class ApiSettings(BaseSettings):
     window: WindowSettings = Field(default_factory=WindowSettings)
     wire: WireSettings = Field(default_factory=WireSettings)
 
+    @property
+    def read_token_file(self) -> Path:
+        """Where the read token is generated when ``read_token`` is unset."""
+        return self.secrets_dir / "api-read-token"
+
+    @property
+    def admin_token_file(self) -> Path:
+        """Where the admin token is generated when ``admin_token`` is unset."""
+        return self.secrets_dir / "api-admin-token"
+
     @field_validator("admin_token", "read_token")
     @classmethod
     def _strong_enough(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:

@@ -24,7 +24,8 @@ from typing import Any
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from common.settings import BrokerSettings, JvmSettings
+from common.files import ensure_secret
+from common.settings import ApiSettings, BrokerSettings, JvmSettings
 from infra import broker
 from infra.supervisor import Service, ServiceFailed, Supervisor
 
@@ -102,6 +103,8 @@ def environment(settings: UpSettings) -> dict[str, str]:
         "MBD_GATEWAY_PORT": str(settings.gateway_port),
         "MBD_GATEWAY_DEVICES_FILE": str(data / "devices.json"),
         "MBD_API_PORT": str(settings.api_port),
+        "MBD_API_SECRETS_DIR": str(data / "secrets"),
+        "MBD_API_DEVICES_FILE": str(data / "devices.json"),
         "MBD_API_GATEWAY_URL": f"http://127.0.0.1:{settings.gateway_port}",
         "MBD_API_STREAM_STATUS_FILE": str(data / "status" / "stream.json"),
         "MBD_STREAM_LAKE_DIR": str(data / "lake"),
@@ -153,9 +156,20 @@ def services(settings: UpSettings) -> list[Service]:
     return fleet
 
 
+def dashboard_url(settings: UpSettings) -> str:
+    """The dashboard's URL carrying the API's read token (generated 0600 on first use)."""
+    api = ApiSettings(secrets_dir=settings.data_dir.resolve() / "secrets")
+    token = (
+        api.read_token.get_secret_value() if api.read_token else ensure_secret(api.read_token_file)
+    )
+    ensure_secret(api.admin_token_file)
+    return f"http://127.0.0.1:{settings.api_port}/?token={token}"
+
+
 def up(settings: UpSettings) -> int:
     """Start everything, print where to look, supervise until Ctrl-C or SIGTERM."""
     data = settings.data_dir.resolve()
+    url = dashboard_url(settings)
     status_file = data / "status" / "stream.json"
     status_file.unlink(missing_ok=True)  # readiness of the stream is a fresh status file
     supervisor = Supervisor(services(settings), log_dir=data / "logs",
@@ -164,8 +178,9 @@ def up(settings: UpSettings) -> int:
     try:
         supervisor.start_all(on_ready=lambda s: print(f"  {s.name:<10} ready", flush=True))  # noqa: T201
         print(  # noqa: T201
-            f"mbd is up. Dashboard: http://127.0.0.1:{settings.api_port}/  "
-            f"(logs in {data / 'logs'}; `mbd status`; Ctrl-C stops everything)",
+            f"mbd is up. Dashboard: {url}\n"
+            f"  (the read token is in {data / 'secrets' / 'api-read-token'}, the admin token "
+            f"beside it; logs in {data / 'logs'}; `mbd status`; Ctrl-C stops everything)",
             flush=True,
         )
         supervisor.watch()

@@ -26,7 +26,8 @@ STATIC_DIR = resources.files("api") / "static"
 COOKIE_MAX_AGE_S = 7 * 24 * 3600
 
 _LOCKED_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>mbd: sign in</title></head>
+<html lang="en"><head><meta charset="utf-8"><link rel="icon" href="data:,">
+<title>mbd: sign in</title></head>
 <body style="font-family: system-ui, sans-serif; margin: 3rem; max-width: 40rem">
 <h1>401: this dashboard needs its read token</h1>
 <p>Open it with the URL that <code>mbd up</code> printed, which ends in

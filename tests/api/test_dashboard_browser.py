@@ -6,7 +6,6 @@ Selenium; no browser is downloaded. The screenshot is kept in ``test-artifacts/`
 
 from __future__ import annotations
 
-import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,35 +18,18 @@ from models.registry import Registry
 from tests.api.conftest import READ_TOKEN, api_settings
 from tests.api.factories import CLASSES, prediction
 from tests.api.server import running_server
+from tests.browser import headless_chromium
 
 pytestmark = pytest.mark.browser
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 PHONES = [f"phone-{i:03d}" for i in range(12)]
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
 
 
 @pytest.fixture
 def browser() -> Iterator[object]:
-    # `make test` installs both (its `browser` target): their absence is a failure, not a skip.
-    assert CHROMIUM and CHROMEDRIVER, (
-        "Debian's chromium and chromium-driver are not installed: run `make browser`"
-    )
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                 "--window-size=1400,2000"):  # fmt: skip
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(60)
-    try:
+    with headless_chromium() as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 READ_PAGE = """

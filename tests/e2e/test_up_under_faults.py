@@ -22,13 +22,15 @@ from pathlib import Path
 
 import pytest
 
-from common.kafka import make_consumer
+from common.kafka import make_consumer, make_producer
 from common.settings import KafkaSettings
 from infra.broker import client_settings, free_port
 from models.registry import Registry
 from models.serving import load_version
+from tests.browser import console_errors, headless_chromium
 from tests.lake import read_lake, reconcile
 from tests.processes import alive
+from tests.sockets import is_loopback, listening_addresses
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(2100)]
 
@@ -44,9 +46,11 @@ def wait_for(what: str, condition, timeout_s: float, log: Path, poll_s: float = 
                          f"{log.read_text()[-3000:]}")  # fmt: skip
 
 
-def get_json(url: str):
+def get_json(url: str, token: str | None = None):
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    request = urllib.request.Request(url, headers=headers)
     try:
-        with urllib.request.urlopen(url, timeout=5) as reply:
+        with urllib.request.urlopen(request, timeout=5) as reply:
             return json.load(reply)
     except OSError:
         return None
@@ -86,8 +90,11 @@ class Pipeline:
     def gateway_ready(self) -> bool:
         return get_json(f"http://127.0.0.1:{self.ports['gateway']}/readyz") is not None
 
+    def read_token(self) -> str:
+        return (self.data / "secrets" / "api-read-token").read_text().strip()
+
     def devices(self) -> list[dict]:
-        page = get_json(f"{self.api}/v1/devices?limit=1000")
+        page = get_json(f"{self.api}/v1/devices?limit=1000", self.read_token())
         return page["items"] if page else []
 
     def stream_status(self) -> dict:
@@ -124,7 +131,10 @@ def test_mbd_up_under_faults_loses_nothing_and_keeps_serving(tmp_path: Path):
     pipeline = Pipeline(data, ports, log)
     try:
         pipeline.wait_for("every service ready", lambda: "mbd is up" in log.read_text(), 420)
-        assert f"Dashboard: http://127.0.0.1:{ports['api']}/" in log.read_text()
+        printed = re.search(r"Dashboard: (\S+)", log.read_text())
+        assert printed and printed[1] == (
+            f"http://127.0.0.1:{ports['api']}/?token={pipeline.read_token()}"
+        ), log.read_text()[-2000:]
 
         pipeline.kill("gateway")
         pipeline.wait_for("the gateway answering again", pipeline.gateway_ready, 120)
@@ -134,6 +144,9 @@ def test_mbd_up_under_faults_loses_nothing_and_keeps_serving(tmp_path: Path):
         version = pipeline.current_version()
         pipeline.wait_for("live predictions of that model in the API", lambda: [
             d for d in pipeline.devices() if d["model_version"] == version], 300)  # fmt: skip
+        poison_every_topic(pipeline)
+        look_at_the_dashboard(printed[1], pipeline)
+        every_socket_on_loopback(pipeline)
 
         pipeline.kill("broker")
         pipeline.wait_for("the gateway ready on the restarted broker", pipeline.gateway_ready, 180)
@@ -187,9 +200,105 @@ def test_mbd_up_under_faults_loses_nothing_and_keeps_serving(tmp_path: Path):
     while left_running() and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not left_running(), f"still running after mbd up stopped: {left_running()}"
+    no_secret_outside_its_file(data)
     leftovers = [p for p in Path("/proc").iterdir() if p.name.isdigit()
                  and str(data).encode() in _cmdline(p)]  # fmt: skip
     assert not leftovers, [(_cmdline(p)[:200]) for p in leftovers]
+
+
+POISON_KEY = b"poison"
+
+
+def poison_every_topic(pipeline: Pipeline) -> None:
+    """1,000 hostile records straight into both topics under the running fleet (600 readings of
+    every kind the stream must quarantine, 400 predictions the API must skip): afterwards no
+    endpoint answers 5xx, both count them, and the fleet's batches still reach the lake (checked
+    by the drain at the end)."""
+    from tests.security.test_poisoned_predictions import _hostile_records
+    from tests.security.test_stream_poison import hostile_records
+
+    kafka = client_settings(pipeline.data / "kafka")
+    readings = hostile_records()[:600]
+    predictions = [v for v in _hostile_records().values() if v is None or len(v) < 900_000]
+    predictions = (predictions * 400)[:400]
+    producer = make_producer(kafka)
+    try:
+        for value, headers, _ in readings:
+            producer.send(kafka.readings_topic, key=POISON_KEY, value=value, headers=headers)
+        for value in predictions:
+            producer.send(kafka.predictions_topic, key=POISON_KEY, value=value)
+        producer.flush(timeout=60)
+    finally:
+        producer.close()
+    token = pipeline.read_token()
+
+    def api_skipped_them() -> bool:
+        stats = get_json(f"{pipeline.api}/v1/stats", token)
+        return bool(stats and stats["api"]["malformed_total"] >= len(predictions))
+
+    def stream_quarantined_them() -> bool:
+        totals = pipeline.stream_status().get("totals", {})
+        counted = {k.removeprefix("quarantined.") for k in totals if k.startswith("quarantined.")}
+        return {reason for _, _, reason in readings} <= counted
+
+    pipeline.wait_for("the API skipping the hostile predictions", api_skipped_them, 120)
+    pipeline.wait_for("the stream quarantining the hostile readings", stream_quarantined_them, 180)
+    for path in ("/v1/devices", "/v1/stats", "/v1/models", "/v1/models/current", "/metrics"):
+        request = urllib.request.Request(
+            pipeline.api + path, headers={"Authorization": f"Bearer {token}"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as reply:  # raises on any 4xx/5xx
+            assert reply.status == 200, path
+    assert pipeline.devices(), "the fleet's phones are still listed"
+
+
+def look_at_the_dashboard(url: str, pipeline: Pipeline) -> None:
+    """The printed URL opens the dashboard in headless Chromium and it shows live phones;
+    without the token it answers 401, and the API refuses its data."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    with headless_chromium() as browser:
+        browser.get(f"{pipeline.api}/")
+        locked = browser.find_element(By.TAG_NAME, "h1").text
+        browser.get(url)
+        WebDriverWait(browser, 60, poll_frequency=0.5).until(
+            lambda d: d.find_elements(By.CSS_SELECTOR, "#phones tr[data-device-id]")
+        )
+        shown = browser.current_url
+        errors = console_errors(browser)
+    assert locked.startswith("401"), locked
+    assert shown == f"{pipeline.api}/"  # the token left the address bar for a cookie
+    assert not [e for e in errors if "401" not in e], errors  # only the locked page's own
+    assert get_json(f"{pipeline.api}/v1/devices") is None  # 401 without the token
+
+
+def no_secret_outside_its_file(data: Path) -> None:
+    """No file the run wrote holds a password or token, except the 0600 files that keep them."""
+    kept = [*(data / "secrets").iterdir(), *(data / "kafka" / "secrets").iterdir()]
+    kept.append(data / "sim-tokens.json")  # the simulated phones' own device tokens
+    secrets = {path.read_text().strip() for path in kept[:-1]}
+    secrets |= set(json.loads(kept[-1].read_text()).values())
+    for path in kept:
+        assert path.stat().st_mode & 0o077 == 0, path
+    leaks = [
+        str(path)
+        for path in data.rglob("*")
+        if path.is_file()
+        and path not in kept
+        and any(s.encode() in path.read_bytes() for s in secrets)
+    ]
+    assert not leaks, leaks
+
+
+def every_socket_on_loopback(pipeline: Pipeline) -> None:
+    """Every listening socket of every service `mbd up` runs binds a loopback address."""
+    bound = listening_addresses(running_pids(pipeline.state_file))
+    assert {"broker", "gateway", "stream", "api"} <= {name for name, a in bound.items() if a}, bound
+    exposed = {
+        name: [a for a in addresses if not is_loopback(a[0])] for name, addresses in bound.items()
+    }
+    assert not any(exposed.values()), bound
 
 
 ROUND = re.compile(r"(pretrain-\d+|finetune) round \d+:")
@@ -249,9 +358,12 @@ def batches_in_kafka(kafka: KafkaSettings, wanted: set[tuple[str, int]]) -> dict
     found: dict[tuple[str, int], dict] = {}
     try:
         for record in consumer:
+            if record.key == POISON_KEY:  # poison_every_topic's, not the gateway's
+                continue
             body = json.loads(record.value)
             key = (body["device_id"], body["batch_seq"])
-            if key in wanted:
+            acknowledged = key in wanted
+            if acknowledged:
                 found.setdefault(key, body)
                 if len(found) == len(wanted):
                     break

@@ -10,11 +10,8 @@ client's password.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
-import socket
-import struct
 import subprocess
 import sys
 import time
@@ -29,64 +26,9 @@ from infra import broker
 from ingest.devices import DeviceRegistry
 from simulators.client import wait_until_ready
 from tests.factories import batch_body
+from tests.sockets import is_loopback, listening_addresses
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
-LISTEN = "0A"
-
-
-def _address(hex_address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
-    """An address of /proc/net/tcp{,6}: 32-bit words in host byte order."""
-    raw = bytes.fromhex(hex_address)
-    packed = b"".join(
-        struct.pack("=I", struct.unpack(">I", raw[i : i + 4])[0]) for i in range(0, len(raw), 4)
-    )
-    family = socket.AF_INET if len(packed) == 4 else socket.AF_INET6
-    return ipaddress.ip_address(socket.inet_ntop(family, packed))
-
-
-def listening_sockets() -> dict[int, tuple[str, int]]:
-    """Socket inode → (address, port) of every listening TCP socket of this machine."""
-    found = {}
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            fields = line.split()
-            if fields[3] != LISTEN:
-                continue
-            address, port = fields[1].split(":")
-            found[int(fields[9])] = (str(_address(address)), int(port, 16))
-    return found
-
-
-def process_tree(pid: int) -> list[int]:
-    pids, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        pids.append(current)
-        for task in Path(f"/proc/{current}/task").glob("*"):
-            try:
-                todo += [int(child) for child in (task / "children").read_text().split()]
-            except OSError:
-                continue
-    return pids
-
-
-def socket_inodes(pid: int) -> set[int]:
-    inodes = set()
-    for fd in Path(f"/proc/{pid}/fd").glob("*"):
-        try:
-            target = os.readlink(fd)
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            inodes.add(int(target[8:-1]))
-    return inodes
-
-
-def is_loopback(address: str) -> bool:
-    ip = ipaddress.ip_address(address)
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip.is_loopback
 
 
 def mbd(*args: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -146,12 +88,9 @@ def test_every_socket_binds_loopback_and_the_password_stays_in_its_file(tmp_path
         wait_for("the stream reading the gateway's batches", read_by_the_stream, 150,
                  logs["stream"])  # fmt: skip
 
-        listening = listening_sockets()
-        bound: dict[str, list[tuple[str, int]]] = {}
-        services = {"broker": broker_pid, "gateway": gateway.pid, "stream": stream.pid}
-        for name, pid in services.items():
-            inodes = set().union(*(socket_inodes(p) for p in process_tree(pid)))
-            bound[name] = sorted(listening[inode] for inode in inodes if inode in listening)
+        bound = listening_addresses(
+            {"broker": broker_pid, "gateway": gateway.pid, "stream": stream.pid}
+        )
         assert len(bound["broker"]) == 2, bound  # the client and the controller listener
         assert bound["gateway"] and bound["stream"], bound  # uvicorn; Spark's driver RPC, ...
         open_to_network = {name: [a for a in addresses if not is_loopback(a[0])]

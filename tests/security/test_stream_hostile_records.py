@@ -18,16 +18,15 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 import pytest
-from pyspark.sql import Row
 from pyspark.sql.pandas.types import to_arrow_schema
-from pyspark.sql.streaming.state import GroupState, GroupStateTimeout
 
 from common.schema import MAX_EPOCH_MS, MAX_INT64, MIN_EPOCH_MS
 from common.settings import StreamSettings
 from streaming.device_windows import spark_step
-from streaming.schema import OUTPUT, STATE
+from streaming.schema import OUTPUT
 from streaming.sink import LakeWriter
 from streaming.steps import RAW_PREFIX_BYTES, explode_samples, mark_rejects, parse
+from tests.streaming.test_spark_step import group_state
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:The behavior of DataFrame concatenation:FutureWarning"  # all-NA output columns
@@ -75,16 +74,6 @@ def with_times(literal: str, n: int = 240) -> bytes:
 
 def headers(ingest: bytes | None = str(INGEST_MS).encode()) -> list[tuple[str, bytes]]:
     return [] if ingest is None else [("ingest_ms", ingest)]
-
-
-def group_state(value: str | None, *, timed_out: bool) -> GroupState:
-    return GroupState(
-        optionalValue=Row(value) if value is not None else None,
-        batchProcessingTimeMs=int(time.time() * 1000), eventTimeWatermarkMs=-1,
-        timeoutConf=GroupStateTimeout.ProcessingTimeTimeout, hasTimedOut=timed_out,
-        watermarkPresent=False, defined=value is not None, updated=False, removed=False,
-        timeoutTimestamp=-1, keyAsUnsafe=b"", valueSchema=STATE,
-    )  # fmt: skip
 
 
 def stream_output(spark, value: bytes | None, record_headers: list) -> pd.DataFrame:
