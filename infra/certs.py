@@ -39,7 +39,12 @@ DEFAULT_KAFKA_ENV_FILE = PROJECT_ROOT / "infra" / "compose-kafka.env"
 DEFAULT_HOSTS = ("kafka", "localhost", "127.0.0.1")
 KEY_PASSWORD_VARIABLE = "MBD_KAFKA_INTERNAL_SSL_KEYSTORE_PASSWORD"
 # What each env file holds: variable → how a new value is made.
-SERVICE_SECRETS = ("MBD_KAFKA_SASL_PASSWORD", "_SPARK_AUTH_SECRET")
+SERVICE_SECRETS = (
+    "MBD_KAFKA_SASL_PASSWORD",
+    "_SPARK_AUTH_SECRET",
+    "MBD_API_READ_TOKEN",
+    "MBD_API_ADMIN_TOKEN",
+)
 KAFKA_SECRETS = (
     "MBD_KAFKA_SASL_PASSWORD",  # the client user, written into the metadata at format time
     "MBD_KAFKA_INTERNAL_BROKER_PASSWORD",

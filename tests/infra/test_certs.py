@@ -72,3 +72,16 @@ def test_running_it_again_keeps_everything_and_renew_keeps_the_secrets(tmp_path:
     after = [path.read_bytes() for path in files]
     assert after[0] != before[0]  # a new broker certificate
     assert after[1:] == before[1:]  # the same secrets and CA
+
+
+def test_the_services_env_file_gives_the_api_tokens_it_accepts(tmp_path: Path) -> None:
+    from common.settings import ApiSettings
+
+    assert make(tmp_path) == 0
+    values = _load_env(tmp_path / "compose.env")
+
+    api = ApiSettings(
+        read_token=values["MBD_API_READ_TOKEN"], admin_token=values["MBD_API_ADMIN_TOKEN"]
+    )
+    assert api.read_token is not None and api.admin_token is not None
+    assert api.read_token.get_secret_value() != api.admin_token.get_secret_value()
