@@ -36,6 +36,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -238,6 +239,41 @@ def stop_gateway(gateway: Any) -> None:
     gateway.wait(timeout=30)
 
 
+def sasl_comparison(
+    jobs: list[tuple[str, bytes]],
+    args: argparse.Namespace,
+    tmp: Path,
+    readings_per_batch: int,
+    registry: Path,
+) -> dict[str, Any]:
+    """Throughput with SASL/SCRAM against the same without it: ``--sasl-repeats`` pairs, each
+    run the first throughput run's procedure on a fresh broker and gateway, the two kinds
+    alternating (with, without, with, ...) so a slow minute of the machine hits both."""
+    runs: dict[bool, list[dict[str, Any]]] = {True: [], False: []}
+    for _ in range(args.sasl_repeats):
+        for authentication in (True, False):
+            with running_broker(None, authentication=authentication) as kafka:
+                gateway, url = start_gateway(kafka, registry, args.workers)
+                try:
+                    run = measure_throughput(url, jobs, args, tmp, readings_per_batch)
+                finally:
+                    stop_gateway(gateway)
+            runs[authentication].append(run)
+            kind = "with" if authentication else "without"
+            print(f"throughput {kind} SASL: {json.dumps(run)}", flush=True)
+    rates = {kind: [r["accepted_batches_per_s"] for r in runs[kind]] for kind in runs}
+    pairs = [w / max(p, 1e-9) for w, p in zip(rates[True], rates[False], strict=True)]
+    return {
+        "repeats": args.sasl_repeats,
+        "with_sasl_accepted_batches_per_s": rates[True],
+        "without_sasl_accepted_batches_per_s": rates[False],
+        "sasl_ratio": round(statistics.median(rates[True]) / statistics.median(rates[False]), 3),
+        "sasl_ratio_each_pair": [round(r, 3) for r in pairs],
+        "with_sasl_p99_ms": [r["latency_p99_ms"] for r in runs[True]],
+        "without_sasl_p99_ms": [r["latency_p99_ms"] for r in runs[False]],
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--devices", type=int, default=2000)
@@ -247,7 +283,9 @@ def main() -> None:
     parser.add_argument("--client", choices=["wrk", "aiohttp"], default="wrk",
                         help="load generator of the throughput run")  # fmt: skip
     parser.add_argument("--no-sasl-comparison", dest="sasl_comparison", action="store_false",
-                        help="skip the run against a broker without authentication")  # fmt: skip
+                        help="skip the runs against a broker without authentication")  # fmt: skip
+    parser.add_argument("--sasl-repeats", type=int, default=3,
+                        help="pairs of runs with and without SASL")  # fmt: skip
     args = parser.parse_args()
 
     ids, bodies, readings_per_batch = make_batches(args.devices, per_device=40)
@@ -280,28 +318,12 @@ def main() -> None:
                 batch_size=262144, compression_type="lz4",
             )  # fmt: skip
             print(f"raw producer: {json.dumps({'1KB': raw, 'batch_sized': raw_batch_bytes})}")
-        without_sasl = None
-        if args.sasl_comparison:
-            # The same procedure as the first throughput run (fresh broker, fresh gateway,
-            # warm-up), against a broker whose listeners are PLAINTEXT.
-            with running_broker(None, authentication=False) as plain:
-                gateway, url = start_gateway(plain, registry, args.workers)
-                try:
-                    without_sasl = measure_throughput(url, jobs, args, Path(tmp),
-                                                      readings_per_batch)  # fmt: skip
-                finally:
-                    stop_gateway(gateway)
-            print(f"throughput without SASL: {json.dumps(without_sasl)}", flush=True)
+        sasl = (
+            sasl_comparison(jobs, args, Path(tmp), readings_per_batch, registry)
+            if args.sasl_comparison
+            else None
+        )
 
-    sasl = None
-    if without_sasl is not None:
-        sasl = {
-            "with_sasl_accepted_batches_per_s": throughput["accepted_batches_per_s"],
-            "without_sasl_accepted_batches_per_s": without_sasl["accepted_batches_per_s"],
-            "sasl_ratio": round(throughput["accepted_batches_per_s"]
-                                / max(without_sasl["accepted_batches_per_s"], 1e-9), 3),
-            "without_sasl": without_sasl,
-        }  # fmt: skip
     summary = {
         "benchmark": "ingest",
         "machine": f"{platform.node()} {os.cpu_count()} cores",

@@ -167,6 +167,14 @@ def predict(f: Figures) -> Headline:
             f"p99 {_n(closed['p99_ms'])} ms",
             f"model alone in-process p50 {_n(alone['model_p50'])} ms "
             f"(API/model p50 ratio {_n(f['ratio_api_p50_to_model_p50'])})",
+            *(
+                [
+                    f"token check and rate limit p50 {_n(alone['auth_p50_us'])} µs "
+                    f"({_n(f['ratio_auth_p50_to_pipeline_p50'])} of the route's own work)"
+                ]
+                if "auth_p50_us" in alone
+                else []
+            ),
         ],
         [
             Goal(
