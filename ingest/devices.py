@@ -231,6 +231,18 @@ class DeviceRegistry:
             counts[entry.device_id] = counts.get(entry.device_id, 0) + 1
         return counts
 
+    def authenticate(self, token: str, *, max_age_s: float = 1.0) -> str | None:
+        """The device of ``token``, with the file checked at most every ``max_age_s``.
+
+        A token whose id is not known yet re-checks the file at once (one stat): a phone
+        that was just registered is let in on its first request.
+        """
+        self.refresh(max_age_s=max_age_s)
+        parts = split_token(token)
+        if parts is not None and parts[0] not in self._tokens:
+            self.refresh()
+        return self.device_for(token)
+
     def device_for(self, token: str) -> str | None:
         """The device a token belongs to, or None for an unknown or wrong token."""
         parts = split_token(token)

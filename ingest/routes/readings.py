@@ -145,8 +145,7 @@ async def _accept(request: Request, state: State, authorization: str | None) -> 
 
     token = bearer_token(authorization)
     registry: DeviceRegistry = state.registry
-    registry.refresh(max_age_s=1.0)
-    token_device = registry.device_for(token) if token else None
+    token_device = registry.authenticate(token) if token else None
     if token_device is None:
         detail = "unknown device token" if token else "missing 'Authorization: Bearer <token>'"
         return _refuse(

@@ -41,6 +41,14 @@ def test_another_process_sees_new_tokens_and_revocations(tmp_path: Path) -> None
     assert gateway_view.device_for(token) is None
 
 
+def test_a_token_issued_since_the_last_check_is_let_in_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "devices.json"
+    gateway_view = DeviceRegistry(path)
+    assert gateway_view.authenticate("mbd_nobody_secret", max_age_s=3600) is None
+    token = DeviceRegistry(path).add(["phone-3"])["phone-3"]
+    assert gateway_view.authenticate(token, max_age_s=3600) == "phone-3"
+
+
 def test_bad_device_ids_and_broken_files_are_named(tmp_path: Path) -> None:
     registry = DeviceRegistry(tmp_path / "devices.json")
     with pytest.raises(DeviceRegistryError, match="'bad id'"):
