@@ -114,6 +114,9 @@ def settings_environment(settings: KafkaSettings) -> dict[str, str]:
             env["MBD_KAFKA_SASL_PASSWORD"] = settings.sasl_password.get_secret_value()
     if settings.ssl_cafile is not None:
         env["MBD_KAFKA_SSL_CAFILE"] = str(settings.ssl_cafile)
+    if settings.replication_factor > 1:
+        env["MBD_KAFKA_REPLICATION_FACTOR"] = str(settings.replication_factor)
+        env["MBD_KAFKA_MIN_INSYNC_REPLICAS"] = str(settings.min_insync)
     return env
 
 
@@ -160,11 +163,24 @@ def make_admin(settings: KafkaSettings, **overrides: Any) -> KafkaAdminClient:
 
 
 def default_topics(settings: KafkaSettings) -> list[TopicSpec]:
-    """The topics every mbd deployment has."""
+    """The topics every mbd deployment has, replicated as ``settings`` say."""
     return [
-        TopicSpec(name=settings.readings_topic, partitions=settings.partitions),
-        TopicSpec(name=settings.predictions_topic, partitions=settings.partitions),
+        replicated_topic(settings, name)
+        for name in (settings.readings_topic, settings.predictions_topic)
     ]
+
+
+def replicated_topic(settings: KafkaSettings, name: str) -> TopicSpec:
+    """Topic ``name`` with the partitions, copies and in-sync minimum of ``settings``."""
+    return TopicSpec(
+        name=name,
+        partitions=settings.partitions,
+        replication_factor=settings.replication_factor,
+        config=(
+            ("min.insync.replicas", str(settings.min_insync)),
+            ("unclean.leader.election.enable", "false"),
+        ),
+    )
 
 
 def ensure_topics(

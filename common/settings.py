@@ -59,6 +59,13 @@ class KafkaSettings(BaseSettings):
     readings_topic: str = READINGS_TOPIC
     predictions_topic: str = PREDICTIONS_TOPIC
     partitions: int = Field(default=4, ge=1, le=1000)
+    replication_factor: int = Field(
+        default=1, ge=1, le=7, description="copies of each topic mbd creates (3 on a cluster)"
+    )
+    min_insync_replicas: int | None = Field(
+        default=None, ge=1,
+        description="copies a write needs before it is acknowledged; unset: all but one",
+    )  # fmt: skip
     security_protocol: KafkaSecurityProtocol = "PLAINTEXT"
     sasl_mechanism: KafkaSaslMechanism = "SCRAM-SHA-512"
     sasl_username: str | None = None
@@ -129,7 +136,17 @@ class KafkaSettings(BaseSettings):
                 )
             if not self.ssl_cafile.is_file():
                 raise ValueError(f"ssl_cafile {self.ssl_cafile} is not a file")
+        if self.min_insync > self.replication_factor:
+            raise ValueError(
+                f"min_insync_replicas {self.min_insync} is more than replication_factor "
+                f"{self.replication_factor}: no write could ever be acknowledged"
+            )
         return self
+
+    @property
+    def min_insync(self) -> int:
+        """``min_insync_replicas``, or all copies but one (at least one)."""
+        return self.min_insync_replicas or max(1, self.replication_factor - 1)
 
     @property
     def bootstrap_list(self) -> list[str]:
@@ -158,9 +175,12 @@ class JvmSettings(BaseSettings):
 
 
 class BrokerSettings(BaseSettings):
-    """The embedded single-node Apache Kafka broker (KRaft: broker and controller in one JVM)."""
+    """The embedded Apache Kafka broker (KRaft: broker and controller in one JVM), or a cluster
+    of ``nodes`` of them on this machine (client ports ``port`` upwards, ``data_dir/node-N``)."""
 
     model_config = SettingsConfigDict(env_prefix="MBD_BROKER_", frozen=True)
+
+    nodes: int = Field(default=1, description="brokers on this machine: 1, or 3 (replication 3)")
 
     host: str = "127.0.0.1"
     advertised_host: str | None = None  # what clients are told to dial; defaults to host
@@ -176,6 +196,13 @@ class BrokerSettings(BaseSettings):
     secrets_dir: Path | None = Field(
         default=None, description="the SASL users' 0600 password files; unset: <data_dir>/secrets"
     )
+
+    @field_validator("nodes")
+    @classmethod
+    def _quorum_size(cls, value: int) -> int:
+        if value not in (1, 3, 5):  # a KRaft quorum of an even size survives no more losses
+            raise ValueError(f"nodes {value} is not 1, 3 or 5 (a controller quorum is odd)")
+        return value
 
     @field_validator("heap")
     @classmethod

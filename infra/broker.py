@@ -57,6 +57,22 @@ class BrokerState:
     authentication: bool = False
     credentials_in_metadata: bool = False
     secrets_dir: str | None = None
+    # A node of a cluster of several (:mod:`infra.kafka_cluster`): its id, the controller quorum
+    # (``id@host:port,...``; None: itself alone) and the replication of the internal topics.
+    node_id: int = 1
+    voters: str | None = None
+    replication: int = 1
+
+
+@dataclass(frozen=True, kw_only=True)
+class NodeRole:
+    """A broker's place in a cluster of several: cluster id, node id, quorum, replication."""
+
+    cluster_id: str
+    node_id: int
+    controller_port: int
+    voters: str
+    replication: int
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -78,7 +94,7 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def _port_free(port: int, host: str = "127.0.0.1") -> bool:
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
     """Whether the broker could listen on ``port``.
 
     SO_REUSEADDR as the broker's own listener sets it: connections of clients still retrying
@@ -133,8 +149,8 @@ def server_properties(state: BrokerState, data_dir: Path, advertised_host: str) 
     client = CLIENT_LISTENER
     lines = {
         "process.roles": "broker,controller",
-        "node.id": "1",
-        "controller.quorum.voters": f"1@127.0.0.1:{state.controller_port}",
+        "node.id": str(state.node_id),
+        "controller.quorum.voters": state.voters or f"1@127.0.0.1:{state.controller_port}",
         "listeners": (
             f"{client}://{state.host}:{state.port},CONTROLLER://127.0.0.1:{state.controller_port}"
         ),
@@ -147,16 +163,35 @@ def server_properties(state: BrokerState, data_dir: Path, advertised_host: str) 
         "log.dirs": str(log_dir),
         "num.partitions": "4",
         "auto.create.topics.enable": "false",
-        # One node: every internal topic has a single replica.
-        "offsets.topic.replication.factor": "1",
         "offsets.topic.num.partitions": "8",
-        "transaction.state.log.replication.factor": "1",
-        "transaction.state.log.min.isr": "1",
-        "share.coordinator.state.topic.replication.factor": "1",
-        "share.coordinator.state.topic.min.isr": "1",
         "group.initial.rebalance.delay.ms": "0",
+        **replication_properties(state.replication),
     }
     return "".join(f"{key}={value}\n" for key, value in lines.items())
+
+
+def replication_properties(replication: int) -> dict[str, str]:
+    """How many copies every topic keeps and how many must have a write before it is acked.
+
+    With ``replication`` nodes, a write needs all but one of them in sync (``min.insync``): one
+    node may die and nothing acknowledged is lost; with two down a write fails (the gateway's
+    503) rather than be acknowledged by one copy. A dead node is fenced by the controller after
+    ``broker.session.timeout.ms``: that is how long its partitions wait for a new leader.
+    """
+    copies, min_insync = str(replication), str(max(1, replication - 1))
+    properties = {
+        "default.replication.factor": copies,
+        "min.insync.replicas": min_insync,
+        "unclean.leader.election.enable": "false",
+        "offsets.topic.replication.factor": copies,
+        "transaction.state.log.replication.factor": copies,
+        "transaction.state.log.min.isr": min_insync,
+        "share.coordinator.state.topic.replication.factor": copies,
+        "share.coordinator.state.topic.min.isr": min_insync,
+    }
+    if replication > 1:
+        properties |= {"broker.heartbeat.interval.ms": "500", "broker.session.timeout.ms": "4000"}
+    return properties
 
 
 def _java_command(jvm: JvmSettings, *args: str, heap: str = "256m") -> list[str]:
@@ -273,9 +308,12 @@ def _unauthenticated_storage(data_dir: Path) -> BrokerError:
     )
 
 
-def _wait_until_ready(
-    process: subprocess.Popen[bytes], state: BrokerState, data_dir: Path, timeout_s: float
-) -> None:
+def wait_until_ready(process: subprocess.Popen[bytes], data_dir: Path, timeout_s: float) -> None:
+    """Return once the launched broker of ``data_dir`` answers clients; raise with its own
+    error lines if it exits first, kill it if it does not answer within ``timeout_s``."""
+    data_dir = data_dir.resolve()
+    state = _read_state(data_dir)
+    assert state is not None  # launch wrote it
     deadline = time.monotonic() + timeout_s
     kafka = client_settings(data_dir)
     while time.monotonic() < deadline:
@@ -291,6 +329,7 @@ def _wait_until_ready(
             time.sleep(0.2)
             continue
         if broker_reachable(kafka, timeout_s=3.0):
+            log.info("broker up on port %d (pid %d), log in %s", state.port, process.pid, data_dir)
             return
     process.kill()
     process.wait()
@@ -299,6 +338,17 @@ def _wait_until_ready(
 
 def start(settings: BrokerSettings, jvm: JvmSettings) -> BrokerStatus:
     """Start the broker for ``settings.data_dir`` (formatting it first if new) and wait for it."""
+    process = launch(settings, jvm)
+    if process is not None:
+        wait_until_ready(process, settings.data_dir, settings.start_timeout_s)
+    return status(settings.data_dir)
+
+
+def launch(
+    settings: BrokerSettings, jvm: JvmSettings, role: NodeRole | None = None
+) -> subprocess.Popen[bytes] | None:
+    """Launch the broker of ``settings.data_dir`` (formatting it first if new) without waiting
+    for it (None when it already runs): the nodes of a cluster must all be up to answer."""
     data_dir = settings.data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     state = _read_state(data_dir)
@@ -308,16 +358,20 @@ def start(settings: BrokerSettings, jvm: JvmSettings) -> BrokerStatus:
                 f"a broker for {data_dir} already runs on port {state.port} (pid {state.pid})"
             )
         log.info("broker already running on port %d (pid %d)", state.port, state.pid)
-        return status(data_dir)
-    if not _port_free(settings.port, settings.host):
+        return None
+    if not port_free(settings.port, settings.host):
         raise BrokerError(f"port {settings.port} on {settings.host} is already in use")
     if state is None:
         state = BrokerState(
-            cluster_id=new_cluster_id(),
+            cluster_id=role.cluster_id if role else new_cluster_id(),
             port=settings.port,
-            controller_port=free_port(),
+            controller_port=role.controller_port if role else free_port(),
             host=settings.host,
         )
+    if role is not None:
+        if (state.cluster_id, state.controller_port) != (role.cluster_id, role.controller_port):
+            raise BrokerError(f"the broker in {data_dir} belongs to another cluster")
+        state.node_id, state.voters, state.replication = role.node_id, role.voters, role.replication
     formatted = (data_dir / "log" / "meta.properties").is_file()
     if formatted and settings.authentication and not state.credentials_in_metadata:
         raise _unauthenticated_storage(data_dir)
@@ -331,7 +385,9 @@ def start(settings: BrokerSettings, jvm: JvmSettings) -> BrokerStatus:
         )
     state.secrets_dir = str(secrets)
     credentials = broker_auth.ensure_credentials(secrets) if settings.authentication else None
-    if not _port_free(state.controller_port):
+    if not port_free(state.controller_port):
+        if role is not None:  # the other nodes dial it there
+            raise BrokerError(f"controller port {state.controller_port} is already in use")
         state.controller_port = free_port()
     config = data_dir / "server.properties"
     config.write_text(server_properties(state, data_dir, settings.advertised_host or settings.host))
@@ -348,9 +404,7 @@ def start(settings: BrokerSettings, jvm: JvmSettings) -> BrokerStatus:
         )  # fmt: skip
     state.pid = process.pid
     _write_state(data_dir, state)
-    _wait_until_ready(process, state, data_dir, settings.start_timeout_s)
-    log.info("broker up on port %d (pid %d), log in %s", state.port, process.pid, data_dir)
-    return status(data_dir)
+    return process
 
 
 def running(data_dir: Path) -> bool:

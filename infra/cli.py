@@ -49,35 +49,36 @@ def cmd_setup(args: argparse.Namespace) -> int:
 
 
 def cmd_broker(args: argparse.Namespace) -> int:
-    from infra import broker
+    from infra import kafka_cluster
     from infra.jars import ensure_jars
 
-    settings = BrokerSettings(**_overrides(args, "port", "data_dir", "host"))
+    settings = BrokerSettings(**_overrides(args, "port", "data_dir", "host", "nodes"))
     if args.action == "start":
         jvm = JvmSettings()
         ensure_jars(jvm)
-        state = broker.start(settings, jvm)
-        login = broker.client_settings(state.data_dir)
-        user = (
-            f", clients log in as {login.sasl_username!r} ({login.sasl_mechanism}, password in "
-            f"{login.sasl_password_file})"
-            if login.authenticates
-            else ", no authentication"
+        nodes = kafka_cluster.start(settings, jvm)
+        login = kafka_cluster.client_settings(settings.data_dir)
+        pids = ", ".join(str(node.pid) for node in nodes)
+        print(
+            f"{len(nodes)} broker(s) up at {login.bootstrap_servers} (pid {pids}), replication "
+            f"{login.replication_factor}, data in {settings.data_dir.resolve()}, "
+            f"{kafka_cluster.login_summary(login)}"
         )
-        print(f"broker up at {state.bootstrap} (pid {state.pid}), data in {state.data_dir}{user}")
         return 0
     if args.action == "status":
-        state = broker.status(settings.data_dir)
-        if state.running:
-            health = "answering" if state.reachable else "NOT answering"
-            print(f"broker running (pid {state.pid}) on port {state.port}, {health}")
-            return 0 if state.reachable else 1
-        print(f"no broker running for {state.data_dir}")
-        return 3
+        nodes = kafka_cluster.status(settings.data_dir)
+        if not any(node.running for node in nodes):
+            print(f"no broker running for {settings.data_dir.resolve()}")
+            return 3
+        for node in nodes:
+            health = "answering" if node.reachable else "NOT answering"
+            state = f"running (pid {node.pid}), {health}" if node.running else "NOT running"
+            print(f"broker on port {node.port}: {state}")
+        return 0 if all(node.reachable for node in nodes) else 1
     if args.action == "rotate-password":
         from infra.broker_auth import rotate_client_password
 
-        login = broker.client_settings(settings.data_dir)
+        login = kafka_cluster.client_settings(settings.data_dir)
         if not login.authenticates or login.sasl_password_file is None:
             print(f"mbd: the broker of {settings.data_dir} does not authenticate", file=sys.stderr)
             return 2
@@ -87,9 +88,10 @@ def cmd_broker(args: argparse.Namespace) -> int:
             "services that use it (connections already open stay up)"
         )
         return 0
-    stopper, done = (broker.stop, "stopped") if args.action == "stop" else (broker.kill, "killed")
+    stopper = kafka_cluster.stop if args.action == "stop" else kafka_cluster.kill
+    done = "stopped" if args.action == "stop" else "killed"
     if stopper(settings.data_dir):
-        print(f"broker for {settings.data_dir.resolve()} {done}")
+        print(f"broker(s) of {settings.data_dir.resolve()} {done}")
     else:
         print(f"no broker was running for {settings.data_dir.resolve()}")
     return 0
@@ -133,7 +135,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
 def cmd_up(args: argparse.Namespace) -> int:
     from infra.up import UpSettings, up
 
-    return up(UpSettings(**_overrides(args, "data_dir", "devices")))
+    return up(UpSettings(**_overrides(args, "data_dir", "devices", "brokers")))
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -323,6 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
     broker = commands.add_parser("broker", help="the embedded Apache Kafka broker (KRaft)")
     broker.add_argument("action", choices=["start", "stop", "status", "kill", "rotate-password"])
     broker.add_argument("--port", type=int, help="client port (MBD_BROKER_PORT, 9092)")
+    broker.add_argument(
+        "--nodes", type=int, help="brokers on this machine, 1 or 3 (MBD_BROKER_NODES, 1)"
+    )
     broker.add_argument("--host", help="address to listen on (MBD_BROKER_HOST, 127.0.0.1)")
     broker.add_argument(
         "--data-dir", type=Path, help="log and state folder (MBD_BROKER_DATA_DIR, data/kafka)"
@@ -351,6 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
     up = commands.add_parser("up", help="the whole pipeline on this machine, supervised")
     up.add_argument("--data-dir", type=Path, help="where everything keeps its data (data)")
     up.add_argument("--devices", type=int, help="simulated phones (100; 0 for none)")
+    up.add_argument("--brokers", type=int, help="Kafka brokers, 1 or 3 (replication 3)")
     up.set_defaults(handler=cmd_up)
     status = commands.add_parser("status", help="services, lag, lake size, promoted model")
     status.add_argument("--data-dir", type=Path, help="the data folder of `mbd up` (data)")

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from common.files import ensure_secret
 from common.settings import ApiSettings, BrokerSettings, JvmSettings
-from infra import broker
+from infra import broker, kafka_cluster
 from infra.supervisor import Service, ServiceFailed, Supervisor
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ class UpSettings(BaseSettings):
 
     data_dir: Path = Path("data")
     broker_port: int = Field(default=9092, ge=1, le=65535)
+    brokers: int = Field(default=1, description="Kafka brokers on this machine: 1, or 3")
     gateway_port: int = Field(default=8000, ge=1, le=65535)
     api_port: int = Field(default=8001, ge=1, le=65535)
     devices: int = Field(default=100, ge=0, description="simulated phones; 0 for none")
@@ -86,13 +88,17 @@ def _http_ok(url: str) -> bool:
 
 
 def broker_settings(settings: UpSettings) -> BrokerSettings:
-    return BrokerSettings(port=settings.broker_port, data_dir=settings.data_dir.resolve() / "kafka")
+    return BrokerSettings(
+        port=settings.broker_port,
+        data_dir=settings.data_dir.resolve() / "kafka",
+        nodes=settings.brokers,
+    )
 
 
 def kafka_environment(settings: UpSettings) -> dict[str, str]:
-    """The broker's address and its client user (SASL/SCRAM): the password reaches the services
-    as the path of its 0600 file, which the broker writes on its first start."""
-    return broker.client_environment(broker_settings(settings))
+    """The brokers' addresses, their replication and the client user (SASL/SCRAM): the password
+    reaches the services as the path of its 0600 file, written on the brokers' first start."""
+    return kafka_cluster.client_environment(broker_settings(settings))
 
 
 def environment(settings: UpSettings) -> dict[str, str]:
@@ -124,17 +130,9 @@ def services(settings: UpSettings) -> list[Service]:
     status_file = data / "status" / "stream.json"
     env = environment(settings)
 
-    def launch_broker(log_file: Path) -> BrokerProcess:
-        kafka_dir = data / "kafka"
-        state = broker.start(broker_settings(settings), JvmSettings())
-        assert state.pid is not None
-        log_file.unlink(missing_ok=True)
-        log_file.symlink_to(kafka_dir / "broker.log")
-        return BrokerProcess(kafka_dir, state.pid)
-
     gateway, api = (f"http://127.0.0.1:{p}" for p in (settings.gateway_port, settings.api_port))
     fleet = [
-        Service(name="broker", launch=launch_broker, settle_s=0),
+        *broker_services(broker_settings(settings)),
         Service(name="gateway", command=[*MBD, "gateway"], env=env,
                 ready=lambda: _http_ok(f"{gateway}/readyz")),
         Service(name="stream", command=[*MBD, "stream"], env=env, ready_timeout_s=180,
@@ -154,6 +152,39 @@ def services(settings: UpSettings) -> list[Service]:
             ],
         ))  # fmt: skip
     return fleet
+
+
+def broker_services(settings: BrokerSettings) -> list[Service]:
+    """The broker, or one service per node of a cluster: a node that dies is started again
+    alone, and the gateway's readiness waits for the cluster to answer."""
+
+    def watched(log_file: Path, node_dir: Path, pid: int | None) -> BrokerProcess:
+        if pid is None:
+            pid = broker.status(node_dir).pid
+        assert pid is not None
+        log_file.unlink(missing_ok=True)
+        log_file.symlink_to(node_dir / broker.CONSOLE_LOG)
+        return BrokerProcess(node_dir, pid)
+
+    if settings.nodes == 1:
+
+        def launch_broker(log_file: Path) -> BrokerProcess:
+            state = broker.start(settings, JvmSettings())
+            return watched(log_file, settings.data_dir.resolve(), state.pid)
+
+        return [Service(name="broker", launch=launch_broker, settle_s=0)]
+
+    def launcher(node_id: int) -> Callable[[Path], BrokerProcess]:
+        def launch_node(log_file: Path) -> BrokerProcess:
+            node, process = kafka_cluster.launch_node(settings, JvmSettings(), node_id)
+            return watched(log_file, node.data_dir, process.pid if process else None)
+
+        return launch_node
+
+    return [
+        Service(name=f"broker-{n}", launch=launcher(n), settle_s=0)
+        for n in range(1, settings.nodes + 1)
+    ]
 
 
 def dashboard_url(settings: UpSettings) -> str:
@@ -219,6 +250,7 @@ def status(settings: UpSettings) -> dict[str, Any]:
             "seconds_since_update": round(time.time() - stream.get("updated_at", 0), 1),
             "totals": stream.get("totals"),
         }
+    report["kafka"] = kafka_status(data / "kafka")
     report["lake_bytes"] = _folder_bytes(data / "lake")
     registry = Registry(data / "registry")
     try:
@@ -228,6 +260,31 @@ def status(settings: UpSettings) -> dict[str, Any]:
     except RegistryError as error:
         report["model"] = {"error": str(error)}
     report["disk_free_bytes"] = shutil.disk_usage(data if data.exists() else Path.cwd()).free
+    return report
+
+
+def kafka_status(kafka_dir: Path) -> dict[str, Any]:
+    """Each broker (port, running), the leader of every partition of mbd's topics, and the
+    partitions with fewer copies in sync than they have."""
+    from kafka.errors import KafkaError
+
+    nodes = kafka_cluster.status(kafka_dir)
+    report: dict[str, Any] = {
+        "brokers": [{"port": n.port, "pid": n.pid, "running": n.running} for n in nodes]
+    }
+    if not any(node.running for node in nodes):
+        return report
+    try:
+        login = kafka_cluster.client_settings(kafka_dir)
+        views = kafka_cluster.partitions(login, [login.readings_topic, login.predictions_topic])
+    except (KafkaError, OSError, ValueError) as error:
+        return report | {"error": f"partitions not described: {error}"}
+    report["leaders"] = {f"{v.topic}/{v.partition}": v.leader for v in views}
+    report["under_replicated"] = [
+        {"partition": f"{v.topic}/{v.partition}", "replicas": v.replicas, "in_sync": v.isr}
+        for v in views
+        if v.under_replicated
+    ]
     return report
 
 

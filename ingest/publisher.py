@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kafka import KafkaProducer
-from kafka.errors import KafkaError
+from kafka.errors import KafkaError, KafkaTimeoutError
 
 from common.kafka import broker_reachable, default_topics, ensure_topics, make_producer
 from common.schema import ReadingBatch, batch_record_headers
@@ -85,6 +85,16 @@ class BatchPublisher:
             broken.close(timeout=0)
         except Exception:  # closing a broken producer may fail in many ways; it is gone anyway
             log.debug("closing broken producer failed", exc_info=True)
+
+    def _after_failure(self, producer: KafkaProducer, error: BaseException) -> None:
+        """Drop ``producer`` after a record it could not deliver in its delivery timeout.
+
+        kafka-python's idempotent producer then resets its producer id and sends nothing more,
+        even once the brokers are back (seen after two of three brokers were down for 30 s).
+        """
+        if isinstance(error, KafkaTimeoutError):
+            log.warning("producer gave up on a record (%s); starting a new producer", error)
+            self._replace_producer(producer)
 
     def start(self) -> None:
         """Create the topics if needed and connect; failures here are retried on first use."""
@@ -160,6 +170,9 @@ class BatchPublisher:
                 raise BrokerUnavailable(f"broker did not take the batch: {error}") from error
             future.add_callback(lambda metadata: loop.call_soon_threadsafe(succeed, metadata))
             future.add_errback(lambda error: loop.call_soon_threadsafe(fail, error))
+            future.add_errback(
+                lambda error: loop.call_soon_threadsafe(self._after_failure, producer, error)
+            )
             try:
                 metadata = await asyncio.wait_for(acked, timeout=self.ack_timeout_s)
             except TimeoutError:

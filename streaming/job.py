@@ -15,9 +15,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery
 from pyspark.sql.streaming.state import GroupStateTimeout
 
-from common.kafka import ensure_topics, spark_kafka_options
+from common.kafka import ensure_topics, replicated_topic, spark_kafka_options
 from common.settings import StreamSettings
-from common.topics import TopicSpec
 from streaming.device_windows import spark_step
 from streaming.schema import OUTPUT, STATE
 from streaming.scoring import LiveScorer
@@ -204,9 +203,7 @@ def start(
     ``scorer`` given, or a :class:`LiveScorer` of the settings' registry).
     """
     if settings.live_scoring and scorer is None:
-        predictions = TopicSpec(
-            name=settings.kafka.predictions_topic, partitions=settings.kafka.partitions
-        )
+        predictions = replicated_topic(settings.kafka, settings.kafka.predictions_topic)
         ensure_topics(settings.kafka, [predictions])
         scorer = LiveScorer(settings)
     writer = LakeWriter(settings, scorer=scorer if settings.live_scoring else None)

@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from common.kafka import make_consumer
+from common.settings import KafkaSettings
+
 
 def read_lake(lake: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     windows = pd.read_parquet(lake / "windows") if (lake / "windows").exists() else pd.DataFrame()
@@ -52,3 +55,25 @@ def reconcile(sent: list[dict], windows: pd.DataFrame, quarantine: pd.DataFrame)
                 counts["unaccounted"] += 1
     print("reconciliation:", json.dumps(counts))  # noqa: T201 - the figure the issue asks for
     return counts
+
+
+def batches_in_kafka(
+    kafka: KafkaSettings, wanted: set[tuple[str, int]], *, skip_key: bytes | None = None
+) -> dict[tuple[str, int], dict]:
+    """The first record body of each ``(device_id, batch_seq)`` of ``wanted`` in the readings
+    topic (records keyed ``skip_key`` are not the gateway's and are passed over)."""
+    consumer = make_consumer(kafka, kafka.readings_topic, group_id=None, consumer_timeout_ms=10_000)
+    found: dict[tuple[str, int], dict] = {}
+    try:
+        for record in consumer:
+            if skip_key is not None and record.key == skip_key:
+                continue
+            body = json.loads(record.value)
+            key = (body["device_id"], body["batch_seq"])
+            if key in wanted:
+                found.setdefault(key, body)
+                if len(found) == len(wanted):
+                    break
+    finally:
+        consumer.close()
+    return found

@@ -22,13 +22,12 @@ from pathlib import Path
 
 import pytest
 
-from common.kafka import make_consumer, make_producer
-from common.settings import KafkaSettings
+from common.kafka import make_producer
 from infra.broker import client_settings, free_port
 from models.registry import Registry
 from models.serving import load_version
 from tests.browser import console_errors, headless_chromium
-from tests.lake import read_lake, reconcile
+from tests.lake import batches_in_kafka, read_lake, reconcile
 from tests.processes import alive
 from tests.sockets import is_loopback, listening_addresses
 
@@ -336,7 +335,7 @@ def drain_and_reconcile(pipeline: Pipeline, report_file: Path) -> None:
     assert fleet["given_up"] == 0 and len(acknowledged) > 1000, fleet
 
     kafka = client_settings(pipeline.data / "kafka")
-    bodies = batches_in_kafka(kafka, acknowledged)
+    bodies = batches_in_kafka(kafka, acknowledged, skip_key=POISON_KEY)
     missing = acknowledged - bodies.keys()
     assert not missing, f"{len(missing)} acknowledged batches not in Kafka: {sorted(missing)[:5]}"
     sent = [bodies[key] for key in sorted(acknowledged)]
@@ -351,25 +350,6 @@ def drain_and_reconcile(pipeline: Pipeline, report_file: Path) -> None:
     assert counts["in_a_window"] > 0.9 * counts["samples"], counts
     twice = windows[windows.duplicated(["device_id", "window_start_ms"], keep=False)]
     assert twice.empty, twice[["device_id", "window_start_ms"]].head()
-
-
-def batches_in_kafka(kafka: KafkaSettings, wanted: set[tuple[str, int]]) -> dict:
-    consumer = make_consumer(kafka, kafka.readings_topic, group_id=None, consumer_timeout_ms=10_000)
-    found: dict[tuple[str, int], dict] = {}
-    try:
-        for record in consumer:
-            if record.key == POISON_KEY:  # poison_every_topic's, not the gateway's
-                continue
-            body = json.loads(record.value)
-            key = (body["device_id"], body["batch_seq"])
-            acknowledged = key in wanted
-            if acknowledged:
-                found.setdefault(key, body)
-                if len(found) == len(wanted):
-                    break
-    finally:
-        consumer.close()
-    return found
 
 
 def check_registry(registry: Registry) -> None:
