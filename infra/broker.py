@@ -130,13 +130,24 @@ def _write_state(data_dir: Path, state: BrokerState) -> None:
     tmp.replace(data_dir / STATE_FILE)
 
 
+def _cmdline(pid: int, tries: int = 20) -> str:
+    """The command line of ``pid``. Read right after the broker's launch it is briefly empty
+    (the JVM is still setting up its memory), which must not pass for another process."""
+    for _ in range(tries):
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+        if raw:
+            break
+        time.sleep(0.01)
+    return raw.replace(b"\0", b" ").decode()
+
+
 def _process_alive(pid: int, data_dir: Path) -> bool:
     """True if ``pid`` is a live broker JVM serving ``data_dir`` (no zombie, no reused pid)."""
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)  # reap it if it is our own exited child
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        cmdline = _cmdline(pid)
     except (FileNotFoundError, ProcessLookupError):
         return False
     state = stat.rsplit(")", 1)[1].split()[0]

@@ -135,7 +135,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
 def cmd_up(args: argparse.Namespace) -> int:
     from infra.up import UpSettings, up
 
-    return up(UpSettings(**_overrides(args, "data_dir", "devices", "brokers")))
+    return up(UpSettings(**_overrides(args, "data_dir", "devices", "brokers", "spark_workers")))
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -338,7 +338,9 @@ def build_parser() -> argparse.ArgumentParser:
         "certs", help="a CA, the Kafka broker's TLS certificate and the secrets of docker compose"
     )
     certs.add_argument("--dir", type=Path, help="where the PEM files go (infra/certs)")
-    certs.add_argument("--hosts", help="names clients dial the broker by (kafka,localhost,...)")
+    certs.add_argument(
+        "--hosts", help="names clients dial the broker by (kafka-1,kafka-2,kafka-3,localhost,...)"
+    )
     certs.add_argument("--days", type=int, help="validity of the certificates (825)")
     certs.add_argument("--env-file", type=Path, help="secrets of the services (infra/compose.env)")
     certs.add_argument(
@@ -357,6 +359,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--data-dir", type=Path, help="where everything keeps its data (data)")
     up.add_argument("--devices", type=int, help="simulated phones (100; 0 for none)")
     up.add_argument("--brokers", type=int, help="Kafka brokers, 1 or 3 (replication 3)")
+    up.add_argument(
+        "--spark-workers", type=int, help="run Spark as a standalone cluster of N workers (0)"
+    )
     up.set_defaults(handler=cmd_up)
     status = commands.add_parser("status", help="services, lag, lake size, promoted model")
     status.add_argument("--data-dir", type=Path, help="the data folder of `mbd up` (data)")

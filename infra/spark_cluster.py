@@ -40,9 +40,12 @@ def _start(
     args: list[str], log: Path, env: dict[str, str], cpus: set[int] | None = None
 ) -> subprocess.Popen:
     return subprocess.Popen(
-        [*pinned_command(cpus), str(SPARK_CLASS), *args], stdout=log.open("w"),
-        stderr=subprocess.STDOUT, env=env, start_new_session=True,
-    )  # fmt: skip
+        [*pinned_command(cpus), *args],
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
 
 
 def pinned_command(cpus: set[int] | None) -> list[str]:
@@ -68,6 +71,47 @@ def worker_cpus(workers: int, cores: int) -> list[set[int]]:
     ]
 
 
+def daemon_environment() -> dict[str, str]:
+    """The environment of a master or worker: this pyspark, this venv's Python, loopback."""
+    return {
+        **os.environ,
+        "SPARK_HOME": str(SPARK_CLASS.parents[1]),
+        "PYSPARK_PYTHON": sys.executable,
+        "SPARK_LOCAL_IP": "127.0.0.1",
+    }
+
+
+def master_command(port: int, ui_port: int) -> list[str]:
+    return [
+        str(SPARK_CLASS),
+        "org.apache.spark.deploy.master.Master",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--webui-port",
+        str(ui_port),
+    ]
+
+
+def worker_command(
+    master_url: str, *, cores: int, work_dir: Path, ui_port: int, memory: str = "2g"
+) -> list[str]:
+    return [
+        str(SPARK_CLASS),
+        "org.apache.spark.deploy.worker.Worker",
+        "--cores",
+        str(cores),
+        "--memory",
+        memory,
+        "--work-dir",
+        str(work_dir),
+        "--webui-port",
+        str(ui_port),
+        master_url,
+    ]
+
+
 @contextmanager
 def standalone_cluster(
     folder: Path, *, workers: int = 2, cores: int = 1, pin_cpus: bool = False
@@ -79,28 +123,17 @@ def standalone_cluster(
     binds each worker, its executors and their Python workers to CPUs of its own, as separate
     machines of that many cores would be: benchmarks that compare worker counts need it.
     """
-    env = {
-        **os.environ,
-        "SPARK_HOME": str(SPARK_CLASS.parents[1]),
-        "PYSPARK_PYTHON": sys.executable,
-        "SPARK_LOCAL_IP": "127.0.0.1",
-    }
+    env = daemon_environment()
     folder.mkdir(parents=True, exist_ok=True)
     port, ui_port = free_port(), free_port()
     master_url, ui_url = f"spark://127.0.0.1:{port}", f"http://127.0.0.1:{ui_port}"
-    processes = [
-        _start(["org.apache.spark.deploy.master.Master", "--host", "127.0.0.1", "--port",
-                str(port), "--webui-port", str(ui_port)], folder / "master.log", env)
-    ]  # fmt: skip
+    processes = [_start(master_command(port, ui_port), folder / "master.log", env)]
     cpus = worker_cpus(workers, cores) if pin_cpus else [None] * workers
     for index in range(workers):
         work = folder / f"worker-{index}"
         work.mkdir(parents=True, exist_ok=True)
-        processes.append(_start(
-            ["org.apache.spark.deploy.worker.Worker", "--cores", str(cores), "--memory", "2g",
-             "--work-dir", str(work), "--webui-port", str(free_port()), master_url],
-            folder / f"worker-{index}.log", env, cpus[index],
-        ))  # fmt: skip
+        command = worker_command(master_url, cores=cores, work_dir=work, ui_port=free_port())
+        processes.append(_start(command, folder / f"worker-{index}.log", env, cpus[index]))
     cluster = Cluster(master_url, ui_url)
     try:
         deadline = time.monotonic() + 90

@@ -42,15 +42,24 @@ class UpSettings(BaseSettings):
     data_dir: Path = Path("data")
     broker_port: int = Field(default=9092, ge=1, le=65535)
     brokers: int = Field(default=1, description="Kafka brokers on this machine: 1, or 3")
+    spark_workers: int = Field(
+        default=0,
+        ge=0,
+        le=8,
+        description="workers of a Spark standalone cluster the stream and trainer run on; "
+        "0: each runs Spark in its own process (local[*])",
+    )
+    spark_port: int = Field(default=7077, ge=1, le=65535, description="the Spark master's port")
     gateway_port: int = Field(default=8000, ge=1, le=65535)
     api_port: int = Field(default=8001, ge=1, le=65535)
     devices: int = Field(default=100, ge=0, description="simulated phones; 0 for none")
     labelled_fraction: float = Field(default=0.2, ge=0, le=1)
     train_every_s: float = Field(default=120.0, gt=0)
     sim_report: Path | None = Field(
-        default=None, description="where the fleet writes its tallies and acknowledged batches "
+        default=None,
+        description="where the fleet writes its tallies and acknowledged batches "
         "when it stops (SIGTERM to the simulator ends the traffic; it is not restarted then)",
-    )  # fmt: skip
+    )
 
     @property
     def state_file(self) -> Path:
@@ -122,7 +131,52 @@ def environment(settings: UpSettings) -> dict[str, str]:
         "MBD_SIM_TOKENS_FILE": str(data / "sim-tokens.json"),
         "PYTHONUNBUFFERED": "1",
         "TF_CPP_MIN_LOG_LEVEL": "2",
+        **spark_environment(settings),
     }
+
+
+# Each worker offers this many cores and each application takes at most this many, so the
+# stream and the trainer run side by side on the cluster (one would take every core otherwise).
+SPARK_WORKER_CORES = 2
+
+
+def spark_environment(settings: UpSettings) -> dict[str, str]:
+    """The Spark master the stream and the trainer submit to, when ``mbd up`` runs one."""
+    if not settings.spark_workers:
+        return {}
+    return {
+        "MBD_SPARK_MASTER": f"spark://127.0.0.1:{settings.spark_port}",
+        "MBD_SPARK_EXTRA_CONF": json.dumps({"spark.cores.max": str(SPARK_WORKER_CORES)}),
+    }
+
+
+def spark_services(settings: UpSettings) -> list[Service]:
+    """A Spark master and ``spark_workers`` workers, each a supervised ``spark-class`` process
+    on loopback; a worker that dies is started again and registers with the master anew."""
+    if not settings.spark_workers:
+        return []
+    from infra.spark_cluster import daemon_environment, master_command, worker_command
+
+    data = settings.data_dir.resolve() / "spark"
+    master_url = f"spark://127.0.0.1:{settings.spark_port}"
+    ui_port = broker.free_port()
+    env = daemon_environment()
+    fleet = [
+        Service(
+            name="spark-master",
+            command=master_command(settings.spark_port, ui_port),
+            env=env,
+            ready=lambda: _http_ok(f"http://127.0.0.1:{ui_port}/json/"),
+        ),
+    ]
+    for index in range(settings.spark_workers):
+        work = data / f"worker-{index}"
+        work.mkdir(parents=True, exist_ok=True)
+        command = worker_command(
+            master_url, cores=SPARK_WORKER_CORES, work_dir=work, ui_port=broker.free_port()
+        )
+        fleet.append(Service(name=f"spark-worker-{index}", command=command, env=env, settle_s=3))
+    return fleet
 
 
 def services(settings: UpSettings) -> list[Service]:
@@ -133,24 +187,54 @@ def services(settings: UpSettings) -> list[Service]:
     gateway, api = (f"http://127.0.0.1:{p}" for p in (settings.gateway_port, settings.api_port))
     fleet = [
         *broker_services(broker_settings(settings)),
-        Service(name="gateway", command=[*MBD, "gateway"], env=env,
-                ready=lambda: _http_ok(f"{gateway}/readyz")),
-        Service(name="stream", command=[*MBD, "stream"], env=env, ready_timeout_s=180,
-                ready=status_file.exists),
-        Service(name="trainer", command=[*MBD, "train", "--quiet", "--every",
-                                         f"{settings.train_every_s:g}s"], env=env, settle_s=5),
-        Service(name="api", command=[*MBD, "api"], env=env,
-                ready=lambda: _http_ok(f"{api}/healthz")),
-    ]  # fmt: skip
+        *spark_services(settings),
+        Service(
+            name="gateway",
+            command=[*MBD, "gateway"],
+            env=env,
+            ready=lambda: _http_ok(f"{gateway}/readyz"),
+        ),
+        Service(
+            name="stream",
+            command=[*MBD, "stream"],
+            env=env,
+            ready_timeout_s=180,
+            ready=status_file.exists,
+        ),
+        Service(
+            name="trainer",
+            command=[*MBD, "train", "--quiet", "--every", f"{settings.train_every_s:g}s"],
+            env=env,
+            settle_s=5,
+        ),
+        Service(
+            name="api", command=[*MBD, "api"], env=env, ready=lambda: _http_ok(f"{api}/healthz")
+        ),
+    ]
     if settings.devices:
         report = ["--report", str(settings.sim_report.resolve())] if settings.sim_report else []
-        fleet.append(Service(
-            name="simulator", env=env, settle_s=5, restart="on-failure", command=[
-                *MBD, "simulate", "--quiet", "--devices", str(settings.devices),
-                "--labelled-fraction", str(settings.labelled_fraction), "--duration", "100000h",
-                "--truth", str(data / "sim-truth.jsonl"), *report,
-            ],
-        ))  # fmt: skip
+        fleet.append(
+            Service(
+                name="simulator",
+                env=env,
+                settle_s=5,
+                restart="on-failure",
+                command=[
+                    *MBD,
+                    "simulate",
+                    "--quiet",
+                    "--devices",
+                    str(settings.devices),
+                    "--labelled-fraction",
+                    str(settings.labelled_fraction),
+                    "--duration",
+                    "100000h",
+                    "--truth",
+                    str(data / "sim-truth.jsonl"),
+                    *report,
+                ],
+            )
+        )
     return fleet
 
 
@@ -203,8 +287,9 @@ def up(settings: UpSettings) -> int:
     url = dashboard_url(settings)
     status_file = data / "status" / "stream.json"
     status_file.unlink(missing_ok=True)  # readiness of the stream is a fresh status file
-    supervisor = Supervisor(services(settings), log_dir=data / "logs",
-                            state_file=settings.state_file)  # fmt: skip
+    supervisor = Supervisor(
+        services(settings), log_dir=data / "logs", state_file=settings.state_file
+    )
     signal.signal(signal.SIGTERM, lambda *_: supervisor.stopping.set())
     try:
         supervisor.start_all(on_ready=lambda s: print(f"  {s.name:<10} ready", flush=True))  # noqa: T201
@@ -255,8 +340,11 @@ def status(settings: UpSettings) -> dict[str, Any]:
     registry = Registry(data / "registry")
     try:
         current = registry.current()
-        report["model"] = current and {"version": current.version, "macro_f1": current.macro_f1,
-                                       "versions": len(registry.versions())}  # fmt: skip
+        report["model"] = current and {
+            "version": current.version,
+            "macro_f1": current.macro_f1,
+            "versions": len(registry.versions()),
+        }
     except RegistryError as error:
         report["model"] = {"error": str(error)}
     report["disk_free_bytes"] = shutil.disk_usage(data if data.exists() else Path.cwd()).free

@@ -70,12 +70,3 @@ def test_a_cluster_is_not_started_over_a_single_brokers_folder(tmp_path: Path) -
     (tmp_path / "broker.json").write_text("{}")
     with pytest.raises(kafka_cluster.BrokerError, match="holds a one-node broker"):
         kafka_cluster.start(BrokerSettings(nodes=3, data_dir=tmp_path), JvmSettings())
-
-
-def test_mbd_up_supervises_each_broker_of_a_cluster(tmp_path: Path) -> None:
-    from infra.up import UpSettings, environment, services
-
-    settings = UpSettings(data_dir=tmp_path, brokers=3, broker_port=19092, devices=0)
-    names = [service.name for service in services(settings)]
-    assert names[:3] == ["broker-1", "broker-2", "broker-3"] and "broker" not in names
-    assert environment(settings)["MBD_KAFKA_BOOTSTRAP_SERVERS"].count(",") == 2
