@@ -1,7 +1,8 @@
 """``mbd certs``: the certificates and secrets docker-compose.yml needs to run mbd across hosts.
 
-- A small certificate authority (``ca.pem``; its key ``ca.key``, 0600) and a certificate for the
-  Kafka broker signed by it, for the names clients dial (``kafka`` in docker-compose.yml):
+- A small certificate authority (``ca.pem``; its key ``ca.key``, 0600) and one certificate for
+  the Kafka brokers signed by it, for the names clients and brokers dial (``kafka-1`` to
+  ``kafka-3`` in docker-compose.yml):
   ``broker.pem`` (its certificate and the CA's) and ``broker.p12``, the broker's keystore (its
   key and that chain, encrypted with a generated password). PKCS#12, not Kafka's PEM keystore:
   that one needs an encrypted PKCS#8 key, and Java 17 cannot decrypt PBES2 (what OpenSSL and
@@ -36,7 +37,7 @@ from common.settings import PROJECT_ROOT
 DEFAULT_DIR = PROJECT_ROOT / "infra" / "certs"
 DEFAULT_ENV_FILE = PROJECT_ROOT / "infra" / "compose.env"
 DEFAULT_KAFKA_ENV_FILE = PROJECT_ROOT / "infra" / "compose-kafka.env"
-DEFAULT_HOSTS = ("kafka", "localhost", "127.0.0.1")
+DEFAULT_HOSTS = ("kafka-1", "kafka-2", "kafka-3", "localhost", "127.0.0.1")
 KEY_PASSWORD_VARIABLE = "MBD_KAFKA_INTERNAL_SSL_KEYSTORE_PASSWORD"
 # What each env file holds: variable → how a new value is made.
 SERVICE_SECRETS = (

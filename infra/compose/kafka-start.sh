@@ -1,33 +1,55 @@
 #!/usr/bin/env bash
-# The kafka service of docker-compose.yml, on the official apache/kafka image: one KRaft node
-# whose clients log in with SASL/SCRAM-SHA-512 over TLS (SASL_SSL), like mbd's embedded broker
-# (infra/broker.py, infra/broker_auth.py) but across hosts.
+# A kafka-N service of docker-compose.yml, on the official apache/kafka image: one node of a
+# KRaft cluster (broker and controller; the controllers of all nodes form the quorum) whose
+# clients log in with SASL/SCRAM-SHA-512 over TLS (SASL_SSL), like mbd's embedded cluster
+# (infra/kafka_cluster.py, infra/broker_auth.py) but across hosts.
 #
-# Secrets come from the environment (compose-kafka.env, made by `mbd certs`); the config names
-# them through Kafka's EnvVarConfigProvider and holds none. SCRAM users live in the metadata log,
-# so they are written when the storage is formatted; the tool reads its arguments from stdin
-# (`java @/dev/stdin`), so no password shows in a process listing. The controller listener is
-# this container's loopback only (SASL PLAIN with its own user): nothing outside reaches it.
+# Which node it is comes from the environment: MBD_KAFKA_NODE_ID, MBD_KAFKA_ADVERTISED (the
+# host:port clients dial, whose host the controller listener binds too), MBD_KAFKA_QUORUM_VOTERS
+# (id@host:9093 of every node) and the replication of every topic (MBD_KAFKA_REPLICATION_FACTOR,
+# MBD_KAFKA_MIN_INSYNC_REPLICAS: the copies a write needs before it is acknowledged).
+#
+# Secrets come from the environment (compose-kafka.env, made by `mbd certs`, the same file on
+# every node); the config names them through Kafka's EnvVarConfigProvider and holds none. SCRAM
+# users live in the metadata log, so every node writes them when its storage is formatted, with
+# the cluster id all nodes share; the tool reads its arguments from stdin (`java @/dev/stdin`),
+# so no password shows in a process listing. The controller listener takes one PLAIN user over
+# TLS (SCRAM users are not known before the metadata is): nodes reach each other's controllers.
 set -euo pipefail
 : "${MBD_KAFKA_SASL_PASSWORD:?run mbd certs}" "${MBD_KAFKA_INTERNAL_BROKER_PASSWORD:?}"
 : "${MBD_KAFKA_INTERNAL_CONTROLLER_PASSWORD:?}" "${MBD_KAFKA_INTERNAL_SSL_KEYSTORE_PASSWORD:?}"
 : "${MBD_KAFKA_CLUSTER_ID:?}"
+: "${MBD_KAFKA_NODE_ID:?the id of this node}" "${MBD_KAFKA_ADVERTISED:?host:port of this node}"
+: "${MBD_KAFKA_QUORUM_VOTERS:?id@host:9093 of every node}"
+: "${MBD_KAFKA_REPLICATION_FACTOR:?}" "${MBD_KAFKA_MIN_INSYNC_REPLICAS:?}"
+fail() { echo "kafka-start: $*" >&2; exit 2; }
+for number in "$MBD_KAFKA_NODE_ID" "$MBD_KAFKA_REPLICATION_FACTOR" \
+              "$MBD_KAFKA_MIN_INSYNC_REPLICAS"; do
+  [[ "$number" =~ ^[1-9][0-9]*$ ]] || fail "not a positive integer: $number"
+done
+((MBD_KAFKA_MIN_INSYNC_REPLICAS <= MBD_KAFKA_REPLICATION_FACTOR)) ||
+  fail "min.insync.replicas $MBD_KAFKA_MIN_INSYNC_REPLICAS exceeds replication $MBD_KAFKA_REPLICATION_FACTOR"
 KAFKA_HOME=${KAFKA_HOME:-/opt/kafka}
 CERTS=${MBD_KAFKA_CERTS_DIR:-/mbd/certs}
 DATA=${MBD_KAFKA_LOG_DIR:-/var/lib/kafka/data}
-ADVERTISED=${MBD_KAFKA_ADVERTISED:-kafka:9092}
+ADVERTISED=$MBD_KAFKA_ADVERTISED
+HOST=${ADVERTISED%:*}
 CONFIG=${MBD_KAFKA_CONFIG:-/tmp/mbd-server.properties}
+[[ ",$MBD_KAFKA_QUORUM_VOTERS," == *",$MBD_KAFKA_NODE_ID@$HOST:9093,"* ]] ||
+  fail "$MBD_KAFKA_NODE_ID@$HOST:9093 is not among the voters $MBD_KAFKA_QUORUM_VOTERS"
 umask 077
 
+# broker.session.timeout.ms: a dead node is fenced after 4 s, so its partitions get a new leader
+# within the gateway's acknowledgement timeout (MBD_GATEWAY_ACK_TIMEOUT_S, 5 s).
 cat > "$CONFIG" <<PROPERTIES
 process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@127.0.0.1:9093
-listeners=CLIENT://0.0.0.0:${ADVERTISED##*:},CONTROLLER://127.0.0.1:9093
+node.id=${MBD_KAFKA_NODE_ID}
+controller.quorum.voters=${MBD_KAFKA_QUORUM_VOTERS}
+listeners=CLIENT://0.0.0.0:${ADVERTISED##*:},CONTROLLER://${HOST}:9093
 advertised.listeners=CLIENT://${ADVERTISED}
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=CLIENT
-listener.security.protocol.map=CONTROLLER:SASL_PLAINTEXT,CLIENT:SASL_SSL
+listener.security.protocol.map=CONTROLLER:SASL_SSL,CLIENT:SASL_SSL
 config.providers=env
 config.providers.env.class=org.apache.kafka.common.config.provider.EnvVarConfigProvider
 config.providers.env.param.allowlist.pattern=^MBD_KAFKA_INTERNAL_[A-Z_]+\$
@@ -49,11 +71,16 @@ ssl.enabled.protocols=TLSv1.3,TLSv1.2
 log.dirs=${DATA}
 num.partitions=4
 auto.create.topics.enable=false
-offsets.topic.replication.factor=1
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
+default.replication.factor=${MBD_KAFKA_REPLICATION_FACTOR}
+min.insync.replicas=${MBD_KAFKA_MIN_INSYNC_REPLICAS}
+unclean.leader.election.enable=false
+offsets.topic.replication.factor=${MBD_KAFKA_REPLICATION_FACTOR}
+transaction.state.log.replication.factor=${MBD_KAFKA_REPLICATION_FACTOR}
+transaction.state.log.min.isr=${MBD_KAFKA_MIN_INSYNC_REPLICAS}
+share.coordinator.state.topic.replication.factor=${MBD_KAFKA_REPLICATION_FACTOR}
+share.coordinator.state.topic.min.isr=${MBD_KAFKA_MIN_INSYNC_REPLICAS}
+broker.heartbeat.interval.ms=500
+broker.session.timeout.ms=4000
 group.initial.rebalance.delay.ms=0
 PROPERTIES
 
