@@ -18,14 +18,23 @@ with the simulator's phones (2 s of 20 Hz accelerometer + 1 Hz GPS = 42 readings
 4. the cost of Kafka authentication: the throughput run again, with a fresh gateway, against
    a second broker started without SASL (``BrokerSettings(authentication=False)``, only for
    this comparison); ``sasl_ratio`` is accepted batches/s with SASL/SCRAM over without.
-   ``--no-sasl-comparison`` skips it.
+   ``--no-sasl-comparison`` skips it;
+5. the cost of replication: three brokers (replication 3, ``min.insync.replicas`` 2) against
+   one, both authenticated, each arm on fresh brokers and a fresh gateway, the two alternating
+   (three, one, three, ...) for ``--replication-repeats`` pairs: the throughput run, then the
+   paced runs at half the goal's rate (the same offered load in both arms; skipped in an arm
+   whose throughput run carried less, where it would measure only a growing queue) and at
+   half the arm's own measured throughput (a load each arm can carry). ``replication_ratio``
+   is accepted batches/s with three brokers over one, of the arms' medians.
+   ``--no-replication-comparison`` skips it.
 
 The load generators run on the same 2 cores as the gateway and the broker. The
 per-device rate limit is lifted for the run (each phone would otherwise be capped at 5 req/s).
 The last line printed is one JSON object.
 
     python -m bench.ingest [--devices 2000] [--seconds 20] [--workers 2] [--concurrency 64]
-                           [--client wrk|aiohttp] [--no-sasl-comparison]
+                           [--client wrk|aiohttp] [--no-sasl-comparison] [--sasl-repeats 3]
+                           [--no-replication-comparison] [--replication-repeats 3]
 """
 
 from __future__ import annotations
@@ -48,9 +57,10 @@ from typing import Any
 import aiohttp
 import numpy as np
 
+from bench.brokers import running_brokers
 from bench.kafka_producer import measure_producer, running_broker
 from bench.open_loop import http_post, open_loop
-from common.kafka import settings_environment
+from common.kafka import default_topics, ensure_topics, settings_environment
 from common.settings import KafkaSettings
 from infra.broker import free_port
 from simulators.client import wait_until_ready
@@ -274,6 +284,73 @@ def sasl_comparison(
     }
 
 
+def replication_comparison(
+    jobs: list[tuple[str, bytes]],
+    args: argparse.Namespace,
+    tmp: Path,
+    readings_per_batch: int,
+    registry: Path,
+) -> dict[str, Any]:
+    """Three brokers with replication 3 against one broker: ``--replication-repeats`` pairs, the
+    two alternating, each arm the throughput run and then the paced runs at half the goal's rate
+    and at half its own throughput, on fresh brokers and a fresh gateway (both authenticated)."""
+    arms = {3: "three_brokers", 1: "one_broker"}
+    runs: dict[int, list[dict[str, Any]]] = {nodes: [] for nodes in arms}
+    goal_rate = GOAL_READINGS_PER_S / 2 / readings_per_batch
+    for _ in range(args.replication_repeats):
+        for nodes in arms:
+            with running_brokers(nodes) as (_, kafka):
+                # the gateway would create them too; before its start, with the arm's copies
+                ensure_topics(kafka, default_topics(kafka))
+                gateway, url = start_gateway(kafka, registry, args.workers)
+                try:
+                    run = measure_throughput(url, jobs, args, tmp, readings_per_batch)
+                    unsent = jobs[200 + run["requests"] :] + jobs[: 200 + run["requests"]]
+                    port = int(url.rsplit(":", 1)[1])
+                    pacing = {"seconds": args.seconds, "readings_per_batch": readings_per_batch}
+                    carried = run["accepted_batches_per_s"]
+                    # above what the arm carries a paced run measures only its growing queue
+                    run["half_goal_rate"] = (
+                        paced_run(port, unsent, rate=goal_rate, **pacing)
+                        if goal_rate <= carried
+                        else {"skipped": f"{goal_rate:.1f} batches/s is more than the "
+                              f"{carried:g}/s this arm carried", "latency_p99_ms": None,
+                              "statuses": {}}
+                    )  # fmt: skip
+                    half = max(1.0, carried / 2)
+                    run["half_rate"] = paced_run(port, unsent, rate=half, **pacing)
+                finally:
+                    stop_gateway(gateway)
+            run["replication_factor"] = kafka.replication_factor
+            runs[nodes].append(run)
+            print(f"throughput with {nodes} broker(s): {json.dumps(run)}", flush=True)
+    rates = {nodes: [r["accepted_batches_per_s"] for r in runs[nodes]] for nodes in arms}
+    pairs = [three / max(one, 1e-9) for three, one in zip(rates[3], rates[1], strict=True)]
+    figures: dict[str, Any] = {
+        "repeats": args.replication_repeats,
+        "replication_ratio": round(statistics.median(rates[3]) / statistics.median(rates[1]), 3),
+        "replication_ratio_each_pair": [round(r, 3) for r in pairs],
+        "half_goal_readings_per_s": GOAL_READINGS_PER_S / 2,
+    }
+    for nodes, name in arms.items():
+        figures |= {
+            f"{name}_accepted_batches_per_s": rates[nodes],
+            f"{name}_accepted_readings_per_s": [r["accepted_readings_per_s"] for r in runs[nodes]],
+        }
+        for load in ("half_rate", "half_goal_rate"):
+            p99s = [r[load]["latency_p99_ms"] for r in runs[nodes]]
+            median = None if None in p99s else round(statistics.median(p99s), 2)
+            figures |= {
+                f"{name}_{load}_p99_ms": p99s,
+                f"{name}_{load}_p99_ms_median": median,
+                f"{name}_{load}_statuses": [r[load]["statuses"] for r in runs[nodes]],
+            }
+        figures[f"{name}_half_rate_readings_per_s"] = [
+            r["half_rate"]["target_readings_per_s"] for r in runs[nodes]
+        ]
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--devices", type=int, default=2000)
@@ -286,6 +363,11 @@ def main() -> None:
                         help="skip the runs against a broker without authentication")  # fmt: skip
     parser.add_argument("--sasl-repeats", type=int, default=3,
                         help="pairs of runs with and without SASL")  # fmt: skip
+    parser.add_argument("--no-replication-comparison", dest="replication_comparison",
+                        action="store_false",
+                        help="skip the runs with three brokers against one")  # fmt: skip
+    parser.add_argument("--replication-repeats", type=int, default=3,
+                        help="pairs of runs with three brokers and with one")  # fmt: skip
     args = parser.parse_args()
 
     ids, bodies, readings_per_batch = make_batches(args.devices, per_device=40)
@@ -323,6 +405,11 @@ def main() -> None:
             if args.sasl_comparison
             else None
         )
+        replication = (
+            replication_comparison(jobs, args, Path(tmp), readings_per_batch, registry)
+            if args.replication_comparison
+            else None
+        )
 
     summary = {
         "benchmark": "ingest",
@@ -338,6 +425,7 @@ def main() -> None:
             throughput["accepted_batches_per_s"] / raw_batch_bytes["records_per_s"], 3
         ),
         "sasl_comparison": sasl,
+        "replication_comparison": replication,
         "goal_readings_per_s": GOAL_READINGS_PER_S,
         "goal_p99_ms_at_half_goal_rate": 100,
     }  # fmt: skip

@@ -96,6 +96,7 @@ def ingest(f: Figures) -> Headline:
                 if (sasl := f.get("sasl_comparison"))
                 else []
             ),
+            *([_replication(copies)] if (copies := f.get("replication_comparison")) else []),
         ],
         [
             Goal(f"≥ {_n(f['goal_readings_per_s'])} readings/s", rate >= f["goal_readings_per_s"]),
@@ -105,6 +106,19 @@ def ingest(f: Figures) -> Headline:
             ),
         ],
     )
+
+
+def _replication(f: Figures) -> str:
+    line = (
+        f"three brokers (replication 3) over one: {_n(f['replication_ratio'])}; p99 at half "
+        f"each arm's own rate {_n(f['three_brokers_half_rate_p99_ms_median'])} ms vs "
+        f"{_n(f['one_broker_half_rate_p99_ms_median'])} ms"
+    )
+    three = f["three_brokers_half_goal_rate_p99_ms_median"]
+    one = f["one_broker_half_goal_rate_p99_ms_median"]
+    if three is not None or one is not None:
+        line += f", at half the goal's rate {_n(three)} ms vs {_n(one)} ms"
+    return line
 
 
 def _other_drains(f: Figures) -> str:
@@ -154,6 +168,34 @@ def streaming(f: Figures) -> Headline:
                 None if p95 is None else p95 <= f["goal_freshness_p95_s"],
             ),
         ],
+    )
+
+
+def streaming_cluster(f: Figures) -> Headline:
+    return Headline(
+        [
+            f"{_n(f['readings'])} readings: standalone cluster (two 1-core workers) "
+            f"{_n(f['cluster_readings_per_s_median'])} readings/s vs local[2] "
+            f"{_n(f['local_readings_per_s_median'])}/s (ratio {_n(f['cluster_ratio'])}; "
+            f"each pair {', '.join(map(_n, f['cluster_ratio_each_pair']))})",
+        ],
+        without_goals="— (none set: figures to watch)",
+    )
+
+
+def failover(f: Figures) -> Headline:
+    fail, others = f["failover"], f["other_phones"]
+    return Headline(
+        [
+            f"{_n(len(f['kills']))} kills of the busiest leader: kill → first 202 of its "
+            f"partitions' phones p50 {_n(fail['p50_s'])} s, p95 {_n(fail['p95_s'])} s, "
+            f"max {_n(fail['max_s'])} s",
+            f"the other phones' first 202 p50 {_n(others['p50_s'])} s, max {_n(others['max_s'])} s",
+            f"{_n(f['refused_503'])} answered 503, {_n(f['unanswered'])} unanswered",
+            f"baseline: a phone's median time between 202s {_n(f['baseline_gap_median_s'])} s "
+            f"(failover p50 {_n(f['ratio_failover_p50_to_baseline_gap'])}× that)",
+        ],
+        without_goals="— (none set: figures to watch)",
     )
 
 
@@ -270,6 +312,8 @@ HEADLINES: dict[str, Callable[[Figures], Headline]] = {
     "kafka_producer": kafka_producer,
     "ingest": ingest,
     "streaming": streaming,
+    "streaming_cluster": streaming_cluster,
+    "failover": failover,
     "predict": predict,
     "training": training,
     "retraining": retraining,

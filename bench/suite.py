@@ -33,7 +33,9 @@ RESULTS = PROJECT_ROOT / "bench" / "results"
 BENCHMARKS: dict[str, list[str]] = {
     "kafka_producer": ["bench/kafka_producer.py"],
     "ingest": ["-m", "bench.ingest"],
+    "failover": ["-m", "bench.failover"],
     "streaming": ["-m", "bench.streaming"],
+    "streaming_cluster": ["-m", "bench.streaming_cluster"],
     "predict": ["-m", "bench.predict"],
     "training": ["-m", "bench.training"],
     "retraining": ["-m", "bench.retraining"],

@@ -1,0 +1,87 @@
+"""Kafka for the benchmarks that compare broker setups: one broker or a replicated cluster.
+
+Both shapes start the same way, through :mod:`infra.kafka_cluster` in a temporary folder with
+their own SASL users, so an arm with three brokers and an arm with one differ only in the
+brokers: three KRaft nodes on consecutive free ports, replication 3, ``min.insync.replicas`` 2,
+against the plain single broker. Clients get every node's address and the replication mbd
+creates its topics with (:func:`infra.kafka_cluster.client_settings`).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+
+from kafka.errors import KafkaError
+
+from common.settings import BrokerSettings, JvmSettings, KafkaSettings
+from infra import broker, kafka_cluster
+from infra.broker import free_port, port_free
+from infra.jars import ensure_jars
+
+
+def consecutive_free_ports(count: int) -> int:
+    """The first of ``count`` consecutive free ports (a cluster's client ports)."""
+    while True:
+        port = free_port()
+        if port + count <= 65536 and all(port_free(port + n) for n in range(1, count)):
+            return port
+
+
+@contextmanager
+def running_brokers(
+    nodes: int = 1, *, authentication: bool = True, heap: str = "512m"
+) -> Iterator[tuple[BrokerSettings, KafkaSettings]]:
+    """``nodes`` brokers (1 or 3) in a temporary folder, stopped on exit: their settings (for
+    :func:`infra.kafka_cluster.kill_node` and ``start_node``) and a client's settings."""
+    jvm = JvmSettings()
+    ensure_jars(jvm)
+    with tempfile.TemporaryDirectory(prefix="mbd-bench-kafka-") as tmp:
+        settings = BrokerSettings(
+            nodes=nodes,
+            port=consecutive_free_ports(nodes),
+            data_dir=Path(tmp) / "kafka",
+            authentication=authentication,
+            secrets_dir=Path(tmp) / "secrets",
+            heap=heap,
+        )
+        kafka_cluster.start(settings, jvm)
+        try:
+            yield settings, kafka_cluster.client_settings(settings.data_dir)
+        finally:
+            stop_all_at_once(settings.data_dir)
+
+
+def stop_all_at_once(data_dir: Path) -> None:
+    """SIGTERM every node at the same time and wait for all. One after another, the last node
+    left waits in its controlled shutdown for a quorum that has gone, until killed at 30 s."""
+    dirs = [node.data_dir for node in kafka_cluster.nodes(data_dir)] or [data_dir]
+    with ThreadPoolExecutor(max_workers=len(dirs)) as pool:
+        list(pool.map(broker.stop, dirs))
+
+
+def under_replicated(kafka: KafkaSettings, topics: list[str]) -> list[str]:
+    """``topic/partition`` of each partition without a leader or with a copy out of sync."""
+    views = kafka_cluster.partitions(kafka, topics)
+    if not views:
+        return [f"{topic}/?" for topic in topics]
+    return [f"{v.topic}/{v.partition}" for v in views if v.under_replicated or v.leader < 0]
+
+
+def wait_fully_replicated(kafka: KafkaSettings, topics: list[str], timeout_s: float = 120) -> float:
+    """Seconds until every partition of ``topics`` has a leader and all its copies in sync."""
+    started = time.monotonic()
+    lagging: list[str] = []
+    while time.monotonic() - started < timeout_s:
+        try:
+            lagging = under_replicated(kafka, topics)
+        except (KafkaError, OSError) as error:  # a node still starting: no metadata yet
+            lagging = [f"(metadata: {type(error).__name__})"]
+        if not lagging:
+            return time.monotonic() - started
+        time.sleep(0.25)
+    raise RuntimeError(f"partitions still under-replicated after {timeout_s:.0f} s: {lagging}")
