@@ -10,26 +10,14 @@ creates its topics with (:func:`infra.kafka_cluster.client_settings`).
 from __future__ import annotations
 
 import tempfile
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
-from kafka.errors import KafkaError
-
 from common.settings import BrokerSettings, JvmSettings, KafkaSettings
 from infra import broker, kafka_cluster
-from infra.broker import free_port, port_free
 from infra.jars import ensure_jars
-
-
-def consecutive_free_ports(count: int) -> int:
-    """The first of ``count`` consecutive free ports (a cluster's client ports)."""
-    while True:
-        port = free_port()
-        if port + count <= 65536 and all(port_free(port + n) for n in range(1, count)):
-            return port
 
 
 @contextmanager
@@ -43,7 +31,7 @@ def running_brokers(
     with tempfile.TemporaryDirectory(prefix="mbd-bench-kafka-") as tmp:
         settings = BrokerSettings(
             nodes=nodes,
-            port=consecutive_free_ports(nodes),
+            port=kafka_cluster.consecutive_free_ports(nodes),
             data_dir=Path(tmp) / "kafka",
             authentication=authentication,
             secrets_dir=Path(tmp) / "secrets",
@@ -62,26 +50,3 @@ def stop_all_at_once(data_dir: Path) -> None:
     dirs = [node.data_dir for node in kafka_cluster.nodes(data_dir)] or [data_dir]
     with ThreadPoolExecutor(max_workers=len(dirs)) as pool:
         list(pool.map(broker.stop, dirs))
-
-
-def under_replicated(kafka: KafkaSettings, topics: list[str]) -> list[str]:
-    """``topic/partition`` of each partition without a leader or with a copy out of sync."""
-    views = kafka_cluster.partitions(kafka, topics)
-    if not views:
-        return [f"{topic}/?" for topic in topics]
-    return [f"{v.topic}/{v.partition}" for v in views if v.under_replicated or v.leader < 0]
-
-
-def wait_fully_replicated(kafka: KafkaSettings, topics: list[str], timeout_s: float = 120) -> float:
-    """Seconds until every partition of ``topics`` has a leader and all its copies in sync."""
-    started = time.monotonic()
-    lagging: list[str] = []
-    while time.monotonic() - started < timeout_s:
-        try:
-            lagging = under_replicated(kafka, topics)
-        except (KafkaError, OSError) as error:  # a node still starting: no metadata yet
-            lagging = [f"(metadata: {type(error).__name__})"]
-        if not lagging:
-            return time.monotonic() - started
-        time.sleep(0.25)
-    raise RuntimeError(f"partitions still under-replicated after {timeout_s:.0f} s: {lagging}")

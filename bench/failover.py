@@ -46,7 +46,7 @@ import aiohttp
 import numpy as np
 from kafka.partitioner.default import murmur2
 
-from bench.brokers import running_brokers, wait_fully_replicated
+from bench.brokers import running_brokers
 from bench.ingest import start_gateway, stop_gateway
 from common.kafka import default_topics, ensure_topics
 from common.settings import BrokerSettings, JvmSettings, KafkaSettings
@@ -208,7 +208,7 @@ def one_kill(
     began = time.monotonic()
     kafka_cluster.start_node(brokers, JvmSettings(), victim)
     restart_s = time.monotonic() - began
-    resync_s = wait_fully_replicated(kafka, [topic])
+    resync_s = kafka_cluster.wait_fully_replicated(kafka, [topic])
     return {
         "victim": victim,
         "leaders_before": leaders,

@@ -36,6 +36,11 @@ _LOCAL_MASTER = re.compile(r"local(?:\[(\*|\d+)(?:,\d+)?\])?")  # group 1: its c
 _SPARK_MASTER = re.compile(rf"^({_LOCAL_MASTER.pattern}|spark://.+|yarn|k8s://.+|mesos://.+)$")
 
 
+def default_min_insync(replication: int) -> int:
+    """Copies a write needs before it is acknowledged, unless set: all but one (at least one)."""
+    return max(1, replication - 1)
+
+
 KafkaSecurityProtocol = Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL", "SSL"]
 KafkaSaslMechanism = Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"]
 
@@ -146,7 +151,7 @@ class KafkaSettings(BaseSettings):
     @property
     def min_insync(self) -> int:
         """``min_insync_replicas``, or all copies but one (at least one)."""
-        return self.min_insync_replicas or max(1, self.replication_factor - 1)
+        return self.min_insync_replicas or default_min_insync(self.replication_factor)
 
     @property
     def bootstrap_list(self) -> list[str]:

@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from common.kafka import broker_reachable
-from common.settings import BrokerSettings, JvmSettings, KafkaSettings
+from common.settings import BrokerSettings, JvmSettings, KafkaSettings, default_min_insync
 from infra import broker_auth
 from infra.broker_auth import BrokerCredentials
 
@@ -189,7 +189,7 @@ def replication_properties(replication: int) -> dict[str, str]:
     503) rather than be acknowledged by one copy. A dead node is fenced by the controller after
     ``broker.session.timeout.ms``: that is how long its partitions wait for a new leader.
     """
-    copies, min_insync = str(replication), str(max(1, replication - 1))
+    copies, min_insync = str(replication), str(default_min_insync(replication))
     properties = {
         "default.replication.factor": copies,
         "min.insync.replicas": min_insync,

@@ -16,11 +16,12 @@ from __future__ import annotations
 import json
 import logging
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from common.settings import BrokerSettings, JvmSettings, KafkaSettings
+from common.settings import BrokerSettings, JvmSettings, KafkaSettings, default_min_insync
 from infra import broker
 from infra.broker import BrokerError, BrokerStatus, NodeRole
 
@@ -102,6 +103,14 @@ def _plan(settings: BrokerSettings) -> tuple[str, list[Node]]:
     }
     _cluster_file(data_dir).write_text(json.dumps(body, indent=1))
     return cluster_id, planned
+
+
+def consecutive_free_ports(count: int) -> int:
+    """The first of ``count`` consecutive free ports (a cluster's client ports)."""
+    while True:
+        port = broker.free_port()
+        if port + count <= 65536 and all(broker.port_free(port + n) for n in range(1, count)):
+            return port
 
 
 def node_settings(settings: BrokerSettings, node: Node) -> BrokerSettings:
@@ -214,7 +223,7 @@ def client_environment(settings: BrokerSettings) -> dict[str, str]:
         env |= {
             "MBD_KAFKA_BOOTSTRAP_SERVERS": servers,
             "MBD_KAFKA_REPLICATION_FACTOR": str(copies),
-            "MBD_KAFKA_MIN_INSYNC_REPLICAS": str(max(1, copies - 1)),
+            "MBD_KAFKA_MIN_INSYNC_REPLICAS": str(default_min_insync(copies)),
         }
     return env
 
@@ -275,3 +284,28 @@ def leader_counts(views: list[PartitionView]) -> dict[int, int]:
         if view.leader >= 0:
             counts[view.leader] = counts.get(view.leader, 0) + 1
     return counts
+
+
+def under_replicated(kafka: KafkaSettings, topics: list[str]) -> list[str]:
+    """``topic/partition`` of each partition without a leader or with a copy out of sync."""
+    views = partitions(kafka, topics)
+    if not views:
+        return [f"{topic}/?" for topic in topics]
+    return [f"{v.topic}/{v.partition}" for v in views if v.under_replicated or v.leader < 0]
+
+
+def wait_fully_replicated(kafka: KafkaSettings, topics: list[str], timeout_s: float = 120) -> float:
+    """Seconds until every partition of ``topics`` has a leader and all its copies in sync."""
+    from kafka.errors import KafkaError
+
+    started = time.monotonic()
+    lagging: list[str] = []
+    while time.monotonic() - started < timeout_s:
+        try:
+            lagging = under_replicated(kafka, topics)
+        except (KafkaError, OSError) as error:  # a node still starting: no metadata yet
+            lagging = [f"(metadata: {type(error).__name__})"]
+        if not lagging:
+            return time.monotonic() - started
+        time.sleep(0.25)
+    raise BrokerError(f"partitions still under-replicated after {timeout_s:.0f} s: {lagging}")

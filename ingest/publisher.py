@@ -146,9 +146,10 @@ class BatchPublisher:
             if not acked.done():
                 acked.set_result(metadata)
 
-        def fail(error: BaseException) -> None:
+        def fail_with(producer: KafkaProducer, error: BaseException) -> None:
             if not acked.done():
                 acked.set_exception(error)
+            self._after_failure(producer, error)
 
         key = batch.device_id.encode()
         self._pending += 1
@@ -169,10 +170,7 @@ class BatchPublisher:
             except (KafkaError, OSError) as error:
                 raise BrokerUnavailable(f"broker did not take the batch: {error}") from error
             future.add_callback(lambda metadata: loop.call_soon_threadsafe(succeed, metadata))
-            future.add_errback(lambda error: loop.call_soon_threadsafe(fail, error))
-            future.add_errback(
-                lambda error: loop.call_soon_threadsafe(self._after_failure, producer, error)
-            )
+            future.add_errback(lambda error: loop.call_soon_threadsafe(fail_with, producer, error))
             try:
                 metadata = await asyncio.wait_for(acked, timeout=self.ack_timeout_s)
             except TimeoutError:

@@ -31,7 +31,6 @@ from infra.broker import free_port
 from ingest.devices import DeviceRegistry
 from simulators.client import GatewayClient, SendStats, wait_until_ready
 from simulators.fleet import FleetConfig, provision_tokens, run_fleet
-from tests.cluster.brokers import wait_fully_replicated
 from tests.lake import batches_in_kafka, read_lake, reconcile
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(900)]
@@ -229,7 +228,7 @@ def test_losing_the_busiest_leader_stops_nothing(pipeline: Pipeline) -> None:
     assert pipeline.stream.poll() is None and pipeline.gateway.poll() is None
 
     kafka_cluster.start_node(pipeline.brokers, JvmSettings(), victim)
-    wait_fully_replicated(pipeline.kafka, [pipeline.kafka.readings_topic])
+    kafka_cluster.wait_fully_replicated(pipeline.kafka, [pipeline.kafka.readings_topic])
 
 
 def test_losing_two_brokers_refuses_writes_until_one_returns(pipeline: Pipeline) -> None:
@@ -255,7 +254,7 @@ def test_losing_two_brokers_refuses_writes_until_one_returns(pipeline: Pipeline)
         kafka_cluster.start_node(pipeline.brokers, JvmSettings(), node)
     elapsed = pipeline.probe.until_accepted(timeout_s=60)
     print(f"both back; first 202 after {elapsed:.1f} s")  # noqa: T201
-    wait_fully_replicated(pipeline.kafka, [pipeline.kafka.readings_topic])
+    kafka_cluster.wait_fully_replicated(pipeline.kafka, [pipeline.kafka.readings_topic])
 
 
 def test_after_the_drain_every_acknowledged_batch_is_stored_once(pipeline: Pipeline) -> None:
