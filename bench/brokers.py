@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
 from common.settings import BrokerSettings, JvmSettings, KafkaSettings
-from infra import broker, kafka_cluster
+from infra import kafka_cluster
 from infra.jars import ensure_jars
 
 
@@ -41,12 +40,4 @@ def running_brokers(
         try:
             yield settings, kafka_cluster.client_settings(settings.data_dir)
         finally:
-            stop_all_at_once(settings.data_dir)
-
-
-def stop_all_at_once(data_dir: Path) -> None:
-    """SIGTERM every node at the same time and wait for all. One after another, the last node
-    left waits in its controlled shutdown for a quorum that has gone, until killed at 30 s."""
-    dirs = [node.data_dir for node in kafka_cluster.nodes(data_dir)] or [data_dir]
-    with ThreadPoolExecutor(max_workers=len(dirs)) as pool:
-        list(pool.map(broker.stop, dirs))
+            kafka_cluster.stop(settings.data_dir)

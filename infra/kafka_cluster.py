@@ -17,6 +17,7 @@ import json
 import logging
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -176,8 +177,14 @@ def _node_dirs(data_dir: Path) -> list[Path]:
 
 
 def stop(data_dir: Path, timeout_s: float = 30.0) -> bool:
-    """Stop every node (a plain broker too); False when none was running."""
-    return any([broker.stop(node_dir, timeout_s) for node_dir in _node_dirs(data_dir)])
+    """Stop every node (a plain broker too), all at once; False when none was running.
+
+    One after another, the last node left would wait in its controlled shutdown for a quorum
+    that has gone, until killed after ``timeout_s``.
+    """
+    dirs = _node_dirs(data_dir)
+    with ThreadPoolExecutor(max_workers=len(dirs)) as pool:
+        return any(list(pool.map(lambda node_dir: broker.stop(node_dir, timeout_s), dirs)))
 
 
 def kill(data_dir: Path) -> bool:
