@@ -100,11 +100,32 @@ def spark_conf(settings: SparkSettings, jvm: JvmSettings, app_name: str) -> dict
     return conf
 
 
+def with_submitted_master(settings: SparkSettings) -> SparkSettings:
+    """``settings`` with the master that ``spark-submit --master`` gave, when spark-submit
+    started this process and mbd's own settings name none (``MBD_SPARK_MASTER``, ``--master``).
+
+    Under spark-submit the JVM already runs, and every value the session builder sets wins over
+    what was submitted: without this, mbd's default ``local[*]`` would replace the user's master.
+    """
+    if "master" in settings.model_fields_set or "PYSPARK_GATEWAY_PORT" not in os.environ:
+        return settings
+    from pyspark import SparkConf, SparkContext
+
+    # Joins the JVM that spark-submit started (what getOrCreate would do next), so that SparkConf
+    # reads the properties it was given.
+    SparkContext._ensure_initialized()
+    submitted = SparkConf().get("spark.master", None)
+    return settings.model_copy(update={"master": submitted}) if submitted else settings
+
+
 def build_spark_session(
     settings: SparkSettings, jvm: JvmSettings, *, app_name: str = "mbd"
 ) -> SparkSession:
-    """Get or create the session for ``settings.master`` with the Kafka connector loaded."""
+    """Get or create the session for ``settings.master`` (or spark-submit's) with the Kafka
+    connector loaded."""
     from pyspark.sql import SparkSession
+
+    settings = with_submitted_master(settings)
 
     # The driver-side launcher reads these before any conf is seen; they must name this venv.
     os.environ["PYSPARK_PYTHON"] = sys.executable
