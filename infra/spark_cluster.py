@@ -6,6 +6,7 @@ and worker classes directly. Tests and benchmarks use this to run mbd's jobs on 
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -24,16 +25,48 @@ import pyspark
 from infra.broker import free_port
 
 SPARK_CLASS = Path(pyspark.__file__).parent / "bin" / "spark-class"
+SPARK_SUBMIT = SPARK_CLASS.with_name("spark-submit")
 
 
 @dataclass(frozen=True)
 class Cluster:
     master_url: str
     ui_url: str
+    workers: tuple[subprocess.Popen, ...] = ()
 
     def state(self) -> dict:
         with urllib.request.urlopen(f"{self.ui_url}/json/", timeout=5) as reply:
             return json.load(reply)
+
+    def application(self, name: str) -> str | None:
+        """The id of the running application called ``name``, or None."""
+        return next((a["id"] for a in self.state()["activeapps"] if a["name"] == name), None)
+
+    def alive_workers(self) -> int:
+        return sum(worker["state"] == "ALIVE" for worker in self.state()["workers"])
+
+    def kill_worker(self, index: int) -> None:
+        """SIGKILL worker ``index`` and the executors it started, as when its host goes down."""
+        os.killpg(self.workers[index].pid, signal.SIGKILL)
+        self.workers[index].wait()
+
+
+def executor_pids(app_id: str) -> dict[str, int]:
+    """The executor JVMs of application ``app_id`` on this machine: executor id → pid."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            args = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:  # gone meanwhile
+            continue
+        if b"org.apache.spark.executor.CoarseGrainedExecutorBackend" not in args:
+            continue
+        options = dict(itertools.pairwise(args))
+        if options.get(b"--app-id") == app_id.encode():
+            found[options[b"--executor-id"].decode()] = int(entry.name)
+    return found
 
 
 def _start(
@@ -134,13 +167,12 @@ def standalone_cluster(
         work.mkdir(parents=True, exist_ok=True)
         command = worker_command(master_url, cores=cores, work_dir=work, ui_port=free_port())
         processes.append(_start(command, folder / f"worker-{index}.log", env, cpus[index]))
-    cluster = Cluster(master_url, ui_url)
+    cluster = Cluster(master_url, ui_url, tuple(processes[1:]))
     try:
         deadline = time.monotonic() + 90
         while True:
             try:
-                alive = [w for w in cluster.state()["workers"] if w["state"] == "ALIVE"]
-                if len(alive) == workers:
+                if cluster.alive_workers() == workers:
                     break
             except OSError:
                 pass
@@ -150,9 +182,10 @@ def standalone_cluster(
             time.sleep(0.5)
         yield cluster
     finally:
-        for process in processes:
+        running = [process for process in processes if process.poll() is None]
+        for process in running:
             os.killpg(process.pid, signal.SIGTERM)
-        for process in processes:
+        for process in running:
             try:
                 process.wait(timeout=20)
             except subprocess.TimeoutExpired:

@@ -9,14 +9,9 @@ for every batch that was answered 202 during the faults.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import subprocess
-import sys
-import threading
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,14 +19,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from common.kafka import default_topics, ensure_topics
 from common.settings import BrokerSettings, JvmSettings, KafkaSettings
 from infra import kafka_cluster
 from infra.broker import free_port
 from ingest.devices import DeviceRegistry
-from simulators.client import GatewayClient, SendStats, wait_until_ready
-from simulators.fleet import FleetConfig, provision_tokens, run_fleet
-from tests.lake import batches_in_kafka, read_lake, reconcile
+from simulators.client import wait_until_ready
+from simulators.fleet import FleetConfig, provision_tokens
+from tests.cluster.fleet import Fleet, fresh_topics, mbd, stream_status, wait_for, wait_until_stored
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(900)]
 
@@ -93,113 +87,57 @@ class Pipeline:
     status_file: Path
     lake: Path
     probe: Probe
-    fleet_stats: SendStats
-    stopping: threading.Event
-    fleet: threading.Thread
+    fleet: Fleet
 
     def stream_batch(self) -> int:
-        try:
-            return int(json.loads(self.status_file.read_text())["batch_id"])
-        except (OSError, ValueError, KeyError):
-            return -1
+        return int(stream_status(self.status_file).get("batch_id", -1))
 
     def partition_leaders(self) -> dict[int, int]:
         return kafka_cluster.leader_counts(
             kafka_cluster.partitions(self.kafka, [self.kafka.readings_topic])
         )
 
-    def wait(self, what: str, condition, timeout_s: float, poll_s: float = 0.5):
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if value := condition():
-                return value
-            time.sleep(poll_s)
-        raise AssertionError(f"{what} not within {timeout_s:.0f} s")
-
 
 @pytest.fixture(scope="module")
 def pipeline(three_brokers: BrokerSettings, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
     root = tmp_path_factory.mktemp("broker-faults")
-    topic = f"cluster.{uuid.uuid4().hex[:8]}"
-    kafka = kafka_cluster.client_settings(
-        three_brokers.data_dir,
-        readings_topic=f"{topic}.readings",
-        predictions_topic=f"{topic}.predictions",
-    )
-    ensure_topics(kafka, default_topics(kafka))
+    kafka, env = fresh_topics(three_brokers, "cluster", root / "devices.json")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {
-        **os.environ,
-        **kafka_cluster.client_environment(three_brokers),
-        "MBD_KAFKA_READINGS_TOPIC": kafka.readings_topic,
-        "MBD_KAFKA_PREDICTIONS_TOPIC": kafka.predictions_topic,
-        "MBD_GATEWAY_DEVICES_FILE": str(root / "devices.json"),
-        "MBD_STREAM_LAKE_DIR": str(root / "lake"),
-        "MBD_STREAM_CHECKPOINT_DIR": str(root / "checkpoint"),
-        "MBD_STREAM_STATUS_FILE": str(root / "stream.json"),
-        "MBD_STREAM_LIVE_SCORING": "false",
-        "MBD_STREAM_TRIGGER_S": "1",
-        "MBD_SPARK_MASTER": "local[2]",
-    }
+    env.update(
+        {
+            "MBD_STREAM_LAKE_DIR": str(root / "lake"),
+            "MBD_STREAM_CHECKPOINT_DIR": str(root / "checkpoint"),
+            "MBD_STREAM_STATUS_FILE": str(root / "stream.json"),
+            "MBD_SPARK_MASTER": "local[2]",
+        }
+    )
     config = FleetConfig(devices=20, duration_s=3600, labelled_fraction=0.5, seed=5)
     tokens = provision_tokens(config.device_ids(), root / "tokens.json", root / "devices.json")
     probe_token = DeviceRegistry(root / "devices.json").add([PROBE])[PROBE]
-    logs = {name: (root / f"{name}.log").open("wb") for name in ("gateway", "stream")}
-    gateway = subprocess.Popen(
-        [sys.executable, "-m", "infra.cli", "gateway", "--port", str(port)],
-        env=env,
-        stdout=logs["gateway"],
-        stderr=subprocess.STDOUT,
-    )
-    stream = subprocess.Popen(
-        [sys.executable, "-m", "infra.cli", "stream"],
-        env=env,
-        stdout=logs["stream"],
-        stderr=subprocess.STDOUT,
-    )
-    stopping = threading.Event()
-    stats = SendStats()
-
-    def fleet() -> None:
-        async def run() -> None:
-            stop = asyncio.Event()
-            async with GatewayClient(url, tokens, give_up_after_s=300, max_backoff_s=2) as client:
-                client.stats = stats
-                task = asyncio.create_task(run_fleet(config, client, stopping=stop))
-                while not stopping.is_set():
-                    await asyncio.sleep(0.2)
-                stop.set()
-                await task
-
-        asyncio.run(run())
-
+    gateway = mbd("gateway", "--port", str(port), env=env, log=root / "gateway.log")
+    stream = mbd("stream", env=env, log=root / "stream.log")
     wait_until_ready(url, timeout_s=60)
-    runner = threading.Thread(target=fleet, daemon=True)
-    runner.start()
+    fleet = Fleet(config, url, tokens)
+    fleet.start()
     built = Pipeline(
-        three_brokers,
-        kafka,
-        gateway,
-        stream,
-        root / "stream.json",
-        root / "lake",
-        Probe(url, probe_token),
-        stats,
-        stopping,
-        runner,
+        brokers=three_brokers,
+        kafka=kafka,
+        gateway=gateway,
+        stream=stream,
+        status_file=root / "stream.json",
+        lake=root / "lake",
+        probe=Probe(url, probe_token),
+        fleet=fleet,
     )
     try:
-        built.wait("the stream's first batches", lambda: built.stream_batch() >= 2, 240)
+        wait_for("the stream's first batches", lambda: built.stream_batch() >= 2, 240)
         yield built
     finally:
-        stopping.set()
-        runner.join(timeout=120)
+        fleet.stop(timeout_s=120)
         for process in (gateway, stream):
             process.terminate()
             process.wait(timeout=60)
-        for log in logs.values():
-            log.close()
         for node in kafka_cluster.status(three_brokers.data_dir):  # leave all three up
             if not node.running:
                 kafka_cluster.start(three_brokers, JvmSettings())
@@ -210,9 +148,7 @@ def test_losing_the_busiest_leader_stops_nothing(pipeline: Pipeline) -> None:
     """Kills (SIGKILL) the broker leading the most partitions of the readings topic while the
     fleet posts; the probe's first 202 after it must come within 20 s (a new leader elected),
     and the streaming job, never restarted, must complete new micro-batches after the kill."""
-    pipeline.wait(
-        "the fleet's first acknowledgements", lambda: pipeline.fleet_stats.accepted > 20, 60
-    )
+    wait_for("the fleet's first acknowledgements", lambda: pipeline.fleet.stats.accepted > 20, 60)
     leaders = pipeline.partition_leaders()
     victim = max(leaders, key=leaders.get)
     batch_before = pipeline.stream_batch()
@@ -222,7 +158,7 @@ def test_losing_the_busiest_leader_stops_nothing(pipeline: Pipeline) -> None:
     led = f"led {leaders[victim]} of {sum(leaders.values())} partitions"
     print(f"killed broker {victim} ({led}); first 202 after {elapsed:.1f} s")  # noqa: T201
     assert victim not in pipeline.partition_leaders()
-    pipeline.wait(
+    wait_for(
         "a stream batch after the kill", lambda: pipeline.stream_batch() >= batch_before + 3, 120
     )
     assert pipeline.stream.poll() is None and pipeline.gateway.poll() is None
@@ -261,25 +197,12 @@ def test_after_the_drain_every_acknowledged_batch_is_stored_once(pipeline: Pipel
     """Stops the fleet after the faults above and lets the stream drain: every batch answered
     202 (the fleet's and the probe's) must be in Kafka and, sample by sample, in the lake's
     windows or in quarantine, with no window written twice."""
-    pipeline.stopping.set()
-    pipeline.fleet.join(timeout=300)
-    assert not pipeline.fleet.is_alive()
-    stats = pipeline.fleet_stats
+    stats = pipeline.fleet.stop()
     assert stats.given_up == 0, stats.summary()
     acknowledged = set(stats.accepted_keys) | {
         (body["device_id"], body["batch_seq"]) for body in pipeline.probe.acknowledged
     }
-    bodies = batches_in_kafka(pipeline.kafka, acknowledged)
-    missing = acknowledged - bodies.keys()
-    assert not missing, f"{len(missing)} acknowledged batches not in Kafka: {sorted(missing)[:5]}"
-    sent = [bodies[key] for key in sorted(acknowledged)]
-
-    def drained():
-        windows, quarantine = read_lake(pipeline.lake)
-        counts = reconcile(sent, windows, quarantine)
-        return (counts, windows) if counts["unaccounted"] == 0 else None
-
-    counts, windows = pipeline.wait("every acknowledged sample in the lake", drained, 300, poll_s=5)
+    counts, windows = wait_until_stored(pipeline.kafka, acknowledged, pipeline.lake)
     print(f"fleet {json.dumps(stats.summary())}; lake {json.dumps(counts)}")  # noqa: T201
     twice = windows[windows.duplicated(["device_id", "window_start_ms"], keep=False)]
     assert twice.empty, twice[["device_id", "window_start_ms"]].head()
