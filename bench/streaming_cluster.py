@@ -14,7 +14,7 @@ alone would get 4). The workers are not pinned to CPUs, as local[2]'s threads ar
 Figures: each arm's timed drain in readings/s and ``cluster_ratio``, the cluster's median over
 local[2]'s. The last line printed is one JSON object.
 
-    python -m bench.streaming_cluster [--readings 2000000] [--warmup-readings 400000]
+    python -m bench.streaming_cluster [--readings 1000000] [--warmup-readings 200000]
                                       [--devices 200] [--repeats 3]
 """
 
@@ -145,8 +145,8 @@ def main() -> None:
     arm.add_argument("--folder", type=Path, required=True)
     arm.add_argument("--out", type=Path, required=True)
     arm.add_argument("--shuffle-partitions", type=int, required=True)
-    parser.add_argument("--readings", type=int, default=2_000_000, help="of the timed drain")
-    parser.add_argument("--warmup-readings", type=int, default=400_000, help="drained untimed")
+    parser.add_argument("--readings", type=int, default=1_000_000, help="of the timed drain")
+    parser.add_argument("--warmup-readings", type=int, default=200_000, help="drained untimed")
     parser.add_argument("--devices", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=3, help="pairs of drains")
     parser.add_argument("--shuffle-partitions", type=int, default=2, help="in both arms")
