@@ -28,7 +28,9 @@ from tests.lake import batches_in_kafka, read_lake, reconcile
 T = TypeVar("T")
 
 
-def fresh_topics(brokers: BrokerSettings, prefix: str, devices_file: Path) -> tuple:
+def fresh_topics(
+    brokers: BrokerSettings, prefix: str, devices_file: Path
+) -> tuple[KafkaSettings, dict[str, str]]:
     """New readings and predictions topics on ``brokers`` (a uuid in their names): their client
     settings, and the environment that points mbd's services at them with the shared login."""
     topic = f"{prefix}.{uuid.uuid4().hex[:8]}"
