@@ -28,6 +28,7 @@ from api.metrics import ApiMetrics
 from api.routes import dashboard, devices, health, models, predict, stats
 from api.stats import GatewayRate, RateMeter
 from api.store import LatestPredictions
+from common.erasure import ErasedDevices
 from common.files import ensure_secret
 from common.openapi import add_body_schemas
 from common.ratelimit import RateLimiter
@@ -74,6 +75,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         max_devices=settings.max_devices,
         ttl_s=settings.device_ttl_s,
         on_evict=metrics.devices_evicted.inc,
+        erased=ErasedDevices(settings.lake).current,
     )
 
     def counted(kept: bool) -> None:

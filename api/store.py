@@ -3,13 +3,15 @@
 One entry per phone, replaced only by a prediction for a later window (records may arrive
 out of order across partitions or after a replay). Entries are kept in the order they were
 last updated, so the least recently updated phone is evicted first when there are more than
-``max_devices``, and phones silent for longer than ``ttl_s`` are forgotten. Thread-safe: the
-Kafka consumer thread writes while request handlers read.
+``max_devices``, and phones silent for longer than ``ttl_s`` are forgotten, as are erased
+phones (``erased`` names them; checked every ``erased_check_s``). Thread-safe: the Kafka
+consumer thread writes while request handlers read.
 """
 
 from __future__ import annotations
 
 import heapq
+import math
 import threading
 import time
 from collections import Counter, OrderedDict
@@ -45,6 +47,8 @@ class LatestPredictions:
         ttl_s: float,
         clock: Callable[[], float] = time.time,
         on_evict: Callable[[int], None] | None = None,
+        erased: Callable[[], frozenset[str]] | None = None,
+        erased_check_s: float = 2.0,
     ) -> None:
         if max_devices < 1:
             raise ValueError(f"max_devices must be >= 1, got {max_devices}")
@@ -56,13 +60,19 @@ class LatestPredictions:
         self._entries: OrderedDict[str, DeviceActivity] = OrderedDict()
         self._lock = threading.Lock()
         self.evicted = 0
+        self._erased_source, self._erased_check_s = erased, erased_check_s
+        self._erased: frozenset[str] = frozenset()
+        self._erased_checked = -math.inf
 
     def __len__(self) -> int:
         return len(self._entries)
 
     def update(self, prediction: Prediction) -> bool:
-        """Keep ``prediction`` unless the phone already has one for a later window."""
+        """Keep ``prediction`` unless the phone already has one for a later window (or was
+        erased)."""
         now = self._clock()
+        if prediction.device_id in self.erased():
+            return False
         with self._lock:
             known = self._entries.get(prediction.device_id)
             if known is not None and known.prediction.window_end_ms > prediction.window_end_ms:
@@ -73,6 +83,24 @@ class LatestPredictions:
         if evicted and self._on_evict:
             self._on_evict(evicted)
         return True
+
+    def erased(self) -> frozenset[str]:
+        """The erased phones, asked again after ``erased_check_s``; their entries go."""
+        if self._erased_source is None:
+            return self._erased
+        now = time.monotonic()
+        if now - self._erased_checked >= self._erased_check_s:
+            self._erased_checked = now
+            for device_id in self._erased_source() - self._erased:
+                self.forget(device_id)
+        return self._erased
+
+    def forget(self, device_id: str) -> bool:
+        """Drop the phone's entry and refuse its predictions from now on (an erasure); False
+        if it had no entry."""
+        with self._lock:
+            self._erased = self._erased | {device_id}
+            return self._entries.pop(device_id, None) is not None
 
     def _evict(self, now: float) -> int:
         """Drop the oldest entries: silent past the TTL, then any over the limit."""
@@ -95,6 +123,7 @@ class LatestPredictions:
         return evicted
 
     def get(self, device_id: str) -> DeviceActivity | None:
+        self.erased()
         entry = self._entries.get(device_id)
         if entry is None or self._clock() - entry.received_at > self.ttl_s:
             return None
@@ -111,6 +140,7 @@ class LatestPredictions:
         """Phones heard from within ``within_s`` (default: the TTL), ordered by device id,
         from the one after ``after`` (a cursor: the last id of the page before), skipping
         ``offset``. Only the page is ordered, not every phone."""
+        self.erased()
         horizon = self._clock() - min(within_s if within_s is not None else self.ttl_s, self.ttl_s)
         with self._lock:
             recent = [entry for entry in self._entries.values() if entry.received_at >= horizon]

@@ -18,13 +18,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
+from deltalake import DeltaTable
 from kafka import KafkaConsumer
 from pyspark.sql import DataFrame, SparkSession
 
 from common.kafka import client_security, ensure_topics, make_producer
+from common.lake import WINDOWS, table_uri
 from common.schema import batch_record_headers
-from common.settings import KafkaSettings, ModelSettings, RegistrySettings, StreamSettings
+from common.settings import (
+    KafkaSettings,
+    LakeSettings,
+    ModelSettings,
+    RegistrySettings,
+    StreamSettings,
+)
 from common.topics import TopicSpec
 from models.build import ModelSpec, build_classifier
 from models.job import save_version
@@ -60,9 +67,10 @@ class TimedScorer:
         self.written_at.setdefault(batch_id, time.time())  # called right after the lake write
         return self.scorer(windows, batch_id, count)
 
-    def in_lake(self, lake: Path) -> dict[tuple[str, int], float]:
+    def in_lake(self, lake: LakeSettings) -> dict[tuple[str, int], float]:
         """(device, window end) → when its micro-batch's lake write ended."""
-        rows = pd.read_parquet(lake / "windows", columns=["device_id", "window_end_ms", "batch_id"])
+        table = DeltaTable(table_uri(lake, WINDOWS))
+        rows = table.to_pandas(columns=["device_id", "window_end_ms", "batch_id"])
         return {
             (device, int(end)): self.written_at[int(batch)]
             for device, end, batch in rows.itertuples(index=False)
@@ -126,7 +134,7 @@ def measure(spark: SparkSession, kafka: KafkaSettings, folder: Path, *, phones: 
     ensure_topics(kafka, [TopicSpec(name=topic, partitions=4),
                           TopicSpec(name=f"{topic}.predictions", partitions=4)])  # fmt: skip
     settings = StreamSettings(
-        lake_dir=folder / "fresh-lake", checkpoint_dir=folder / "fresh-checkpoint",
+        lake=LakeSettings(uri=folder / "fresh-lake"), checkpoint_dir=folder / "fresh-checkpoint",
         status_file=folder / "fresh-status.json", trigger_s=trigger_s, lateness_s=lateness_s,
         starting_offsets="latest", registry=RegistrySettings(dir=folder / "registry"),
         kafka=kafka.model_copy(update={"readings_topic": topic,
@@ -153,7 +161,7 @@ def measure(spark: SparkSession, kafka: KafkaSettings, folder: Path, *, phones: 
     listener.join(timeout=10)
 
     warm_up_ms = (began + 20) * 1000  # the first windows include Spark's warm-up
-    in_lake = scorer.in_lake(settings.lake_dir)
+    in_lake = scorer.in_lake(settings.lake)
     steady = [(key, key[1] / 1000) for key in in_lake if key[1] >= warm_up_ms]
     to_lake = [in_lake[key] - end for key, end in steady]
     to_prediction = [arrived[key] - end for key, end in steady if key in arrived]

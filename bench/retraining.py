@@ -63,7 +63,13 @@ def memory_mb(root: int) -> dict[str, Any]:
 def run_arm(arm: str, runs: int, folder: Path) -> list[dict[str, Any]]:
     """The retraining job ``runs`` times in this process's Spark session; memory after each."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from common.settings import JvmSettings, RegistrySettings, SparkSettings, TrainSettings
+    from common.settings import (
+        JvmSettings,
+        LakeSettings,
+        RegistrySettings,
+        SparkSettings,
+        TrainSettings,
+    )
     from common.spark import build_spark_session
     from models.job import train_once
     from simulators.windows import simulate_windows, write_lake
@@ -71,8 +77,8 @@ def run_arm(arm: str, runs: int, folder: Path) -> list[dict[str, Any]]:
     lake = folder / "lake"
     write_lake(simulate_windows(devices=20, seconds_per_device=600, seed=2), lake)
     settings = TrainSettings(
-        lake_dir=lake, registry=RegistrySettings(dir=folder / "registry"), pretrain_rounds=2,
-        finetune_rounds=6, local_epochs=1, patience=3, partitions=2,
+        lake=LakeSettings(uri=lake), registry=RegistrySettings(dir=folder / "registry"),
+        pretrain_rounds=2, finetune_rounds=6, local_epochs=1, patience=3, partitions=2,
         spark=SparkSettings(master="local[2]"),
     )  # fmt: skip
     spark = build_spark_session(settings.spark, JvmSettings(), app_name=f"bench-retraining-{arm}")

@@ -39,7 +39,7 @@ from bench import freshness
 from bench.kafka_producer import running_broker
 from common.kafka import ensure_topics, make_producer, spark_kafka_options
 from common.schema import batch_record_headers
-from common.settings import JvmSettings, KafkaSettings, SparkSettings, StreamSettings
+from common.settings import JvmSettings, KafkaSettings, LakeSettings, SparkSettings, StreamSettings
 from common.spark import build_spark_session
 from common.topics import TopicSpec
 from simulators.phone import Phone
@@ -88,7 +88,7 @@ def bare_copy(spark, kafka: KafkaSettings, topic: str, folder: Path) -> float:
 
 def full_job(spark, kafka: KafkaSettings, topic: str, folder: Path) -> tuple[float, dict]:
     settings = StreamSettings(
-        lake_dir=folder / "lake", checkpoint_dir=folder / "checkpoint",
+        lake=LakeSettings(uri=folder / "lake"), checkpoint_dir=folder / "checkpoint",
         status_file=folder / "status.json", live_scoring=False,
         kafka=kafka.model_copy(update={"readings_topic": topic}),
     )  # fmt: skip

@@ -95,13 +95,14 @@ def cached_lake(devices: int, seconds: float, seed: int) -> tuple[Path, int]:
 def annotated_lake(full: Path, draw: int) -> tuple[Path, dict[str, Any]]:
     """The lake of one draw of annotating phones (10 % of those training sees), and its counts."""
     import pandas as pd
+    from deltalake import DeltaTable
 
     from common.settings import TrainSettings
     from models.data import device_split
     from simulators.windows import hide_labels, write_lake
 
     lake = full.parent / f"labels10-phones-draw{draw}"
-    windows = pd.read_parquet(full / "windows")
+    windows = DeltaTable(str(full / "windows")).to_pandas()
     settings = TrainSettings()  # the split every run uses: the default salt
     held_out = windows["device_id"].map(lambda d: device_split(d, settings) == "holdout")
     seen = hide_labels(windows[~held_out], keep_fraction=0.1, seed=draw, by="device")
@@ -130,13 +131,19 @@ def run_one(args: argparse.Namespace) -> None:
     else:
         import keras  # noqa: F401
     tensorflow_import_s = time.perf_counter() - began
-    from common.settings import JvmSettings, RegistrySettings, SparkSettings, TrainSettings
+    from common.settings import (
+        JvmSettings,
+        LakeSettings,
+        RegistrySettings,
+        SparkSettings,
+        TrainSettings,
+    )
     from common.spark import build_spark_session
     from models.job import train_once
 
     with tempfile.TemporaryDirectory(prefix="mbd-bench-registry-") as registry:
         settings = TrainSettings(
-            lake_dir=args.lake, runner=args.runner, partitions=args.partitions,
+            lake=LakeSettings(uri=args.lake), runner=args.runner, partitions=args.partitions,
             registry=RegistrySettings(dir=Path(registry)),
             spark=SparkSettings(master=args.master, driver_memory="4g"),
             **{**TRAINING, **({"pretrain_rounds": 0} if args.no_pretrain else {})},

@@ -179,6 +179,7 @@ def replicated_topic(settings: KafkaSettings, name: str) -> TopicSpec:
         config=(
             ("min.insync.replicas", str(settings.min_insync)),
             ("unclean.leader.election.enable", "false"),
+            ("retention.ms", str(round(settings.retention_h * 3_600_000))),
         ),
     )
 

@@ -63,14 +63,20 @@ class KafkaSettings(BaseSettings):
     bootstrap_servers: str = "127.0.0.1:9092"
     readings_topic: str = READINGS_TOPIC
     predictions_topic: str = PREDICTIONS_TOPIC
+    # Kafka ages records out rather than deleting one phone's: an erased phone's raw readings
+    # stay in the topics (unreadable to the lake, which skips erased phones) until then.
+    retention_h: float = Field(
+        default=168.0, gt=0, description="how long the topics mbd creates keep their records"
+    )
     partitions: int = Field(default=4, ge=1, le=1000)
     replication_factor: int = Field(
         default=1, ge=1, le=7, description="copies of each topic mbd creates (3 on a cluster)"
     )
     min_insync_replicas: int | None = Field(
-        default=None, ge=1,
+        default=None,
+        ge=1,
         description="copies a write needs before it is acknowledged; unset: all but one",
-    )  # fmt: skip
+    )
     security_protocol: KafkaSecurityProtocol = "PLAINTEXT"
     sasl_mechanism: KafkaSaslMechanism = "SCRAM-SHA-512"
     sasl_username: str | None = None
@@ -390,6 +396,45 @@ class WindowSettings(BaseSettings):
         return round(self.rate_hz * self.length_s)
 
 
+class LakeSettings(BaseSettings):
+    """Where the lake's Delta tables live and how they are kept: compaction, vacuum, erasure.
+
+    ``uri`` is a local folder (the default) or any URI Delta Lake reads and writes
+    (``file:///srv/lake``, ``s3://bucket/lake`` with the store's credentials in the
+    environment the way delta-rs and Hadoop read them). It holds three tables:
+    ``windows``, ``quarantine`` and ``erasures`` (the append-only erasure log).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="MBD_LAKE_", frozen=True)
+
+    uri: str = "data/lake"
+    erasure_grace_h: int = Field(
+        default=0,
+        ge=0,
+        description="hours before an erased phone's files are removed from "
+        "disk; 0: at once, so no time travel brings its rows back",
+    )
+    vacuum_retention_h: int = Field(
+        default=168,
+        ge=0,
+        description="files replaced by compaction are kept this long "
+        "(time travel to older versions needs them)",
+    )
+    compact_every_s: float = Field(
+        default=3600.0, gt=0, description="how often `mbd up` compacts the lake's small files"
+    )
+    compact_target_mb: int = Field(default=128, ge=1, description="size of a compacted file")
+
+    @field_validator("uri", mode="before")
+    @classmethod
+    def _path_or_uri(cls, value: object) -> object:
+        if isinstance(value, Path):
+            return str(value)
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("the lake's uri is empty")
+        return value
+
+
 class RegistrySettings(BaseSettings):
     """Where versioned models live and which one is promoted (the ``CURRENT`` pointer)."""
 
@@ -403,7 +448,7 @@ class StreamSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="MBD_STREAM_", frozen=True)
 
-    lake_dir: Path = Path("data/lake")
+    lake: LakeSettings = Field(default_factory=LakeSettings)
     checkpoint_dir: Path = Path("data/checkpoints/stream")
     status_file: Path = Path("data/status/stream.json")
     trigger_s: float = Field(default=2.0, gt=0)
@@ -411,9 +456,11 @@ class StreamSettings(BaseSettings):
     idle_flush_s: float = Field(default=30.0, gt=0, description="flush a silent phone's windows")
     dedupe_horizon_s: float = Field(default=900.0, gt=0)
     timer_s: float = Field(
-        default=30.0, gt=0, description="longest a phone's state timer is set for: bounds how "
+        default=30.0,
+        gt=0,
+        description="longest a phone's state timer is set for: bounds how "
         "long --available-now on a normal run's checkpoint waits for the phones it left open",
-    )  # fmt: skip
+    )
     saturation_m_s2: float = Field(default=78.0, gt=0)
     spike_m_s2: float = Field(default=30.0, gt=0, description="jump from the batch median")
     max_batch_skew_s: float = Field(default=300.0, gt=0)
@@ -485,7 +532,7 @@ class TrainSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="MBD_TRAIN_", frozen=True)
 
-    lake_dir: Path = Path("data/lake")
+    lake: LakeSettings = Field(default_factory=LakeSettings)
     runner: Literal["spark", "local"] = Field(
         default="spark", description="spark: partial models on partitions; local: one, in-process"
     )
@@ -510,6 +557,9 @@ class TrainSettings(BaseSettings):
     promote_floor: float = Field(default=0.5, ge=0, le=1, description="first model's macro-F1")
     min_labelled_windows: int = Field(default=200, ge=1)
     min_new_windows: int = Field(default=500, ge=0, description="scheduled runs skip below")
+    as_of: int | None = Field(
+        default=None, ge=0, description="train on this version of the lake's windows table"
+    )
     model: ModelSettings = Field(default_factory=ModelSettings)
     window: WindowSettings = Field(default_factory=WindowSettings)
     wire: WireSettings = Field(default_factory=WireSettings)
@@ -537,7 +587,7 @@ class ApiSettings(BaseSettings):
     )
     admin_token: SecretStr | None = Field(
         default=None,
-        description="Bearer token for promote and rollback; unset: generated into "
+        description="Bearer token for promote, rollback and erasure; unset: generated into "
         "<secrets_dir>/api-admin-token (0600)",
     )
     secrets_dir: Path = Path("data/secrets")
@@ -558,6 +608,7 @@ class ApiSettings(BaseSettings):
     gateway_url: str | None = Field(default="http://127.0.0.1:8000", description="for its rate")
     dashboard_refresh_s: float = Field(default=2.0, gt=0)
     registry: RegistrySettings = Field(default_factory=RegistrySettings)
+    lake: LakeSettings = Field(default_factory=LakeSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     window: WindowSettings = Field(default_factory=WindowSettings)
     wire: WireSettings = Field(default_factory=WireSettings)

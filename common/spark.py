@@ -91,6 +91,9 @@ def spark_conf(settings: SparkSettings, jvm: JvmSettings, app_name: str) -> dict
         "spark.executor.memory": settings.executor_memory,
         "spark.ui.enabled": str(settings.ui_enabled).lower(),
         "spark.ui.showConsoleProgress": "false",
+        # The lake's tables (common.lake): Delta's SQL commands and its catalog.
+        "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+        "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
     }
     if executors_on_this_machine(settings.master):
         conf.update(LOOPBACK_DRIVER)

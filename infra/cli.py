@@ -28,11 +28,19 @@ from common.settings import (
 )
 
 Handler = Callable[[argparse.Namespace], int]
+LAKE_HELP = "the lake's folder or URI (MBD_LAKE_URI, data/lake)"
 
 
 def _overrides(args: argparse.Namespace, *names: str) -> dict[str, Any]:
     """The flags the user actually gave, so unset flags leave env/defaults alone."""
     return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+
+
+def _lake(args: argparse.Namespace) -> dict[str, Any]:
+    """``lake=`` for a service's settings when ``--lake`` was given."""
+    from common.settings import LakeSettings
+
+    return {"lake": LakeSettings(uri=args.lake)} if getattr(args, "lake", None) else {}
 
 
 def cmd_setup(args: argparse.Namespace) -> int:
@@ -103,9 +111,10 @@ def cmd_certs(args: argparse.Namespace) -> int:
     hosts = tuple(h.strip() for h in args.hosts.split(",") if h.strip()) if args.hosts else None
     files = make_certs(
         **_overrides(args, "env_file", "kafka_env_file", "days"),
-        **({"folder": args.dir} if args.dir else {}), hosts=hosts or DEFAULT_HOSTS,
+        **({"folder": args.dir} if args.dir else {}),
+        hosts=hosts or DEFAULT_HOSTS,
         renew=args.renew,
-    )  # fmt: skip
+    )
     print(
         f"CA {files.ca_cert}, broker keystore {files.broker_keystore} (0600); "
         f"secrets in {files.env_file} and {files.kafka_env_file} (0600)"
@@ -176,8 +185,60 @@ def cmd_devices(args: argparse.Namespace) -> int:
         removed = sum(registry.revoke(device) for device in args.device_ids)
         print(f"revoked {removed} token(s)")
         return 0
+    if args.action == "forget":
+        return _forget(args, registry)
     for device, tokens in sorted(registry.devices().items()):
         print(f"{device}\t{tokens} token(s)")
+    return 0
+
+
+def _forget(args: argparse.Namespace, registry: Any) -> int:
+    import getpass
+
+    from common.erasure import forget
+    from common.settings import LakeSettings
+
+    if not args.device_ids:
+        print("mbd: devices forget needs a device id", file=sys.stderr)
+        return 2
+    lake = LakeSettings(**({"uri": args.lake} if args.lake else {}))
+    models = RegistrySettings(**({"dir": args.registry_dir} if args.registry_dir else {}))
+    for device in args.device_ids:
+        erasure = forget(
+            device,
+            lake=lake,
+            devices=registry,
+            registry_dir=models.dir,
+            requested_by=f"cli:{getpass.getuser()}",
+        )
+        print(json.dumps(erasure.as_dict()))
+    return 0
+
+
+def cmd_lake(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from common import lake as tables
+    from common.erasure import purge_due
+    from common.settings import LakeSettings, StreamSettings
+
+    lake = LakeSettings(**({"uri": args.lake} if args.lake else {}))
+    if args.action == "migrate":
+        checkpoint = args.checkpoint or StreamSettings().checkpoint_dir
+        converted = tables.migrate(lake, checkpoint_dir=checkpoint)
+        print(json.dumps({"converted_rows": converted}))
+        return 0
+    if args.action == "compact":
+        done = tables.compact(lake)
+        print(json.dumps({"compacted": done, "erased_files_purged": purge_due(lake)}))
+        return 0
+    tables.refuse_parquet_lake(lake)
+    for status in tables.lake_status(lake):
+        line = status.as_dict()
+        for end in ("oldest_window_ms", "newest_window_ms"):
+            if line[end] is not None:
+                line[end] = datetime.fromtimestamp(line[end] / 1000, UTC).isoformat()
+        print(json.dumps(line))
     return 0
 
 
@@ -245,7 +306,8 @@ def cmd_stream(args: argparse.Namespace) -> int:
 
     spark_overrides = {"master": args.master} if args.master else {}
     settings = StreamSettings(
-        **_overrides(args, "trigger_s", "checkpoint_dir", "lake_dir"),
+        **_overrides(args, "trigger_s", "checkpoint_dir"),
+        **_lake(args),
         spark=SparkSettings(**spark_overrides),
     )
     spark = build_spark_session(settings.spark, JvmSettings(), app_name="mbd-stream")
@@ -271,11 +333,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     from models.main import train
 
     settings = TrainSettings(
-        **_overrides(args, "lake_dir", "partitions", "pretrain_rounds", "finetune_rounds",
-                     "local_epochs"),
+        **_overrides(
+            args, "partitions", "pretrain_rounds", "finetune_rounds", "local_epochs", "as_of"
+        ),
+        **_lake(args),
         **({"registry": RegistrySettings(dir=args.registry_dir)} if args.registry_dir else {}),
         **({"spark": SparkSettings(master=args.master)} if args.master else {}),
-    )  # fmt: skip
+    )
     return train(settings, every_s=args.every, quiet=args.quiet)
 
 
@@ -373,18 +437,32 @@ def build_parser() -> argparse.ArgumentParser:
     api.set_defaults(handler=cmd_api)
 
     devices = commands.add_parser("devices", help="phones allowed to post, and their tokens")
-    devices.add_argument("action", choices=["add", "list", "revoke"])
+    devices.add_argument(
+        "action",
+        choices=["add", "list", "revoke", "forget"],
+        help="forget: erase the phone's data everywhere (see README)",
+    )
     devices.add_argument("device_ids", nargs="*", metavar="DEVICE_ID")
     devices.add_argument(
         "--devices-file", type=Path, help="registry (MBD_GATEWAY_DEVICES_FILE, data/devices.json)"
     )
     devices.add_argument("--json", action="store_true", help="print issued tokens as JSON")
+    devices.add_argument("--lake", help=f"forget: {LAKE_HELP}")
+    devices.add_argument("--registry-dir", type=Path, help="forget: registry (MBD_REGISTRY_DIR)")
     devices.set_defaults(handler=cmd_devices)
+
+    lake = commands.add_parser("lake", help="the lake's Delta tables: status, compact, migrate")
+    lake.add_argument("action", choices=["status", "compact", "migrate"])
+    lake.add_argument("--lake", help=LAKE_HELP)
+    lake.add_argument(
+        "--checkpoint", type=Path, help="migrate: the stream's checkpoint (data/checkpoints/stream)"
+    )
+    lake.set_defaults(handler=cmd_lake)
 
     stream = commands.add_parser("stream", help="the streaming job: Kafka → windows → lake")
     stream.add_argument("--trigger", dest="trigger_s", type=float, help="seconds per micro-batch")
     stream.add_argument("--checkpoint", dest="checkpoint_dir", type=Path, help="checkpoint folder")
-    stream.add_argument("--lake", dest="lake_dir", type=Path, help="lake folder (data/lake)")
+    stream.add_argument("--lake", help=LAKE_HELP)
     stream.add_argument("--master", help="Spark master URL (MBD_SPARK_MASTER, local[*])")
     stream.add_argument(
         "--available-now", action="store_true", help="drain what Kafka holds now, then stop"
@@ -419,7 +497,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="retrain the activity model from the lake")
     train.add_argument("--every", type=duration, help="retrain on a schedule, e.g. 10m")
-    train.add_argument("--lake", dest="lake_dir", type=Path, help="lake folder (data/lake)")
+    train.add_argument("--lake", help=LAKE_HELP)
+    train.add_argument(
+        "--as-of",
+        type=int,
+        metavar="VERSION",
+        help="train on this version of the lake's windows table (a model's lake_version)",
+    )
     train.add_argument("--registry-dir", type=Path, help="registry (MBD_REGISTRY_DIR)")
     train.add_argument("--master", help="Spark master URL (MBD_SPARK_MASTER, local[*])")
     train.add_argument("--partitions", type=int, help="partial models per round (2)")

@@ -11,12 +11,13 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pyarrow as pa
 
+from common.erasure import ErasedDevices
+from common.lake import WINDOWS, local_path, open_table, table_uri
 from common.settings import TrainSettings
 
 if TYPE_CHECKING:
@@ -81,22 +82,63 @@ def label_index(label: Column, classes: Sequence[str]) -> Column:
     return F.coalesce(position.cast("int") - 1, F.lit(-1))
 
 
-def lake_windows(spark: SparkSession, lake_dir: Path, settings: TrainSettings) -> DataFrame:
-    """Windows of the lake as (device_id, window_start_ms, tensor, y, split)."""
+@dataclass(frozen=True)
+class LakeSnapshot:
+    """The windows of one version of the lake's windows table, erased phones left out."""
+
+    windows: DataFrame
+    version: int
+    erased: frozenset[str]
+
+
+class SnapshotGone(ValueError):
+    """The version asked for names files that a vacuum (after an erasure) has removed."""
+
+
+def _check_files_present(uri: str, version: int) -> None:
+    table = open_table(uri, version=version)
+    missing = [
+        file
+        for file in table.file_uris()
+        if (path := local_path(file)) is not None and not path.exists()
+    ]
+    if missing:
+        raise SnapshotGone(
+            f"version {version} of {uri} needs {len(missing)} files that were vacuumed (an "
+            f"erasure or `mbd lake compact` removed them, e.g. {missing[0]}); train on a later "
+            "version"
+        )
+
+
+def lake_windows(
+    spark: SparkSession, settings: TrainSettings, *, as_of: int | None = None
+) -> LakeSnapshot:
+    """Windows of the lake as (device_id, window_start_ms, tensor, y, split), read by Spark
+    from version ``as_of`` of the windows table (default: the newest)."""
     from pyspark.sql import functions as F
 
-    path = lake_dir / "windows"
-    if not path.exists():
-        raise NotEnoughData(f"no lake windows at {path}: has the streaming job written any?")
+    uri = table_uri(settings.lake, WINDOWS)
+    table = open_table(uri)
+    if table is None:
+        raise NotEnoughData(f"no lake windows at {uri}: has the streaming job written any?")
+    newest = table.version()
+    version = newest if as_of is None else as_of
+    if version > newest:
+        raise SnapshotGone(f"the windows table of {uri} has versions up to {newest}, not {as_of}")
+    _check_files_present(uri, version)
+    erased = ErasedDevices(settings.lake).current()
     input_dim = settings.window.samples * 3
-    windows = spark.read.parquet(str(path))
-    return windows.where(F.size("tensor") == input_dim).select(
+    windows = spark.read.format("delta").option("versionAsOf", version).load(uri)
+    if erased:
+        windows = windows.where(~F.col("device_id").isin(sorted(erased)))
+    frame = windows.where(F.size("tensor") == input_dim).select(
         "device_id",
         "window_start_ms",
         F.col("tensor").cast("array<float>").alias("tensor"),
         label_index(F.col("label"), settings.wire.classes).alias("y"),
         split_column(F.col("device_id"), settings).alias("split"),
     )
+    return LakeSnapshot(frame, version, erased)
 
 
 def arrow_to_numpy(

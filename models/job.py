@@ -98,10 +98,14 @@ def save_version(
     *,
     config: dict[str, Any],
     metrics: dict[str, Any],
+    devices: list[str] | None = None,
     title: str = "activity model",
 ) -> ModelVersion:
-    """Write a complete version (model, config, metrics, report) in staging and publish it."""
+    """Write a complete version (model, config, metrics, report and the phones it learned from,
+    which an erasure names) in staging and publish it."""
     staging = registry.staging()
+    if devices is not None:
+        (staging / "devices.json").write_text(json.dumps(devices))
     model.save(staging / "model.keras")
     (staging / "config.json").write_text(json.dumps(config, indent=1, default=str))
     (staging / "metrics.json").write_text(json.dumps(metrics, indent=1, default=str))
@@ -127,8 +131,10 @@ def train_once(
         registry.recover()
     except RegistryError as error:  # the gate then treats the promoted model as unusable
         log.error("%s", error)
-    windows = lake_windows(spark, settings.lake_dir, settings)
+    snapshot = lake_windows(spark, settings, as_of=settings.as_of)
+    windows = snapshot.windows
     lake_total = windows.count()
+    lake_devices = sorted(row.device_id for row in windows.select("device_id").distinct().collect())
     holdout = collect(windows.where("split = 'holdout' AND y >= 0"), input_dim)
     validation = collect(windows.where("split = 'validation' AND y >= 0"), input_dim)
     train_windows = windows.where("split = 'train'")
@@ -155,7 +161,8 @@ def train_once(
         labelled = int(train_counts.sum())
         if labelled < settings.min_labelled_windows:
             raise NotEnoughData(
-                f"{labelled} labelled training windows in {settings.lake_dir}, "
+                f"{labelled} labelled training windows in version {snapshot.version} of "
+                f"{settings.lake.uri}, "
                 f"need at least {settings.min_labelled_windows}"
             )
         for name, part in (("held-out", holdout), ("validation", validation)):
@@ -202,7 +209,10 @@ def train_once(
     metrics.update(
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         data={
+            "lake_version": snapshot.version,
             "lake_windows": lake_total,
+            "lake_devices": len(lake_devices),
+            "erased_devices_excluded": len(snapshot.erased),
             "train_windows": runner.count,
             "train_labelled_windows": labelled,
             "train_labelled_per_class": dict(zip(classes, train_counts.tolist(), strict=True)),
@@ -228,6 +238,7 @@ def train_once(
     )
     config = {"spec": spec.to_json(), "train": json.loads(settings.model_dump_json())}
     version = save_version(registry, result.classifier, config=config, metrics=metrics,
+                           devices=lake_devices,
                            title=f"activity model, {len(holdout)} held-out windows")  # fmt: skip
     if promote:
         registry.promote(version.version, reason=reason)

@@ -52,6 +52,6 @@ def train(settings: TrainSettings, *, every_s: float | None = None, quiet: bool 
     def report(outcome: TrainOutcome | None, why: str) -> None:
         console.print(json.dumps(_summary(outcome)) if outcome else why)
 
-    log.info("retraining every %.0f s from %s", every_s, settings.lake_dir)
+    log.info("retraining every %.0f s from %s", every_s, settings.lake.uri)
     run_schedule(spark, settings, every_s=every_s, stop=stop, on_round=None, on_outcome=report)
     return 0

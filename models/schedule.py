@@ -26,9 +26,10 @@ log = logging.getLogger(__name__)
 
 def lake_window_count(spark: SparkSession, settings: TrainSettings) -> int:
     """Usable windows in the lake now (0 when it has none yet)."""
-    if not (settings.lake_dir / "windows").exists():
+    try:
+        return lake_windows(spark, settings).windows.count()
+    except NotEnoughData:  # no table yet
         return 0
-    return lake_windows(spark, settings.lake_dir, settings).count()
 
 
 def windows_at_last_version(registry: Registry) -> int:

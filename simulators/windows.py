@@ -17,7 +17,6 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from common.settings import WindowSettings
 from common.windows import resample, window_label
@@ -110,7 +109,9 @@ def hide_labels(
 
 
 def write_lake(windows: pd.DataFrame, lake_dir: Path) -> Path:
-    """Write windows as the streaming job's lake does (``windows/date=…/`` Parquet)."""
+    """Append windows to the lake's Delta table of windows, as the streaming job does."""
+    from deltalake import write_deltalake
+
     path = lake_dir / "windows"
     starts = windows["window_start_ms"].to_numpy(np.int64)
     table = pa.table(
@@ -124,5 +125,5 @@ def write_lake(windows: pd.DataFrame, lake_dir: Path) -> Path:
             "date": pa.array(pd.to_datetime(starts, unit="ms").strftime("%Y-%m-%d")),
         }
     )  # fmt: skip
-    pq.write_to_dataset(table, root_path=str(path), partition_cols=["date"])
+    write_deltalake(str(path), table, mode="append", partition_by=["date"])
     return path

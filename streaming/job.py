@@ -16,6 +16,7 @@ from pyspark.sql.streaming import StreamingQuery
 from pyspark.sql.streaming.state import GroupStateTimeout
 
 from common.kafka import ensure_topics, replicated_topic, spark_kafka_options
+from common.lake import refuse_parquet_lake
 from common.settings import StreamSettings
 from streaming.device_windows import spark_step
 from streaming.schema import OUTPUT, STATE
@@ -202,6 +203,7 @@ def start(
     Unless ``settings.live_scoring`` is off, windows are scored by the promoted model (the
     ``scorer`` given, or a :class:`LiveScorer` of the settings' registry).
     """
+    refuse_parquet_lake(settings.lake)
     if settings.live_scoring and scorer is None:
         predictions = replicated_topic(settings.kafka, settings.kafka.predictions_topic)
         ensure_topics(settings.kafka, [predictions])

@@ -9,15 +9,21 @@ from pathlib import Path
 import pandas as pd
 
 from common.kafka import make_consumer
-from common.settings import KafkaSettings
+from common.lake import QUARANTINE, WINDOWS, open_table, table_uri
+from common.settings import KafkaSettings, LakeSettings
 
 
-def read_lake(lake: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    windows = pd.read_parquet(lake / "windows") if (lake / "windows").exists() else pd.DataFrame()
-    quarantine = (
-        pd.read_parquet(lake / "quarantine") if (lake / "quarantine").exists() else pd.DataFrame()
-    )
-    return windows, quarantine
+def read_table(uri: str | Path, *, version: int | None = None) -> pd.DataFrame:
+    """The current rows of a Delta table (an empty frame where there is none)."""
+    table = open_table(str(uri), version=version)
+    return pd.DataFrame() if table is None else table.to_pandas()
+
+
+def read_lake(lake: LakeSettings | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The lake's windows and quarantine, as pandas frames."""
+    if isinstance(lake, Path):
+        lake = LakeSettings(uri=str(lake))
+    return read_table(table_uri(lake, WINDOWS)), read_table(table_uri(lake, QUARANTINE))
 
 
 def reconcile(sent: list[dict], windows: pd.DataFrame, quarantine: pd.DataFrame) -> dict:

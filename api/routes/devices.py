@@ -1,4 +1,4 @@
-"""Phones and their latest activity, as read from the predictions topic."""
+"""Phones and their latest activity, as read from the predictions topic; erasing a phone."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel
 
-from api.deps import PrincipalDep, ReaderDep, SettingsDep, StoreDep
+from api.deps import AdminDep, CredentialsDep, PrincipalDep, ReaderDep, SettingsDep, StoreDep
 from api.errors import ApiError, error_responses
 from api.store import DeviceActivity
+from common.erasure import UnknownDevice, forget
 
 router = APIRouter(prefix="/v1/devices", tags=["devices"])
 
@@ -129,3 +130,47 @@ async def device_activity(
             f"no prediction for device {device_id!r} in the last {settings.device_ttl_s:g} s",
         )
     return _as_out(entry, time.time())
+
+
+class ErasureOut(BaseModel):
+    """What an erasure removed; the same entry is appended to the lake's erasure log."""
+
+    erasure_id: str
+    device_id: str
+    state: str
+    requested_by: str
+    windows_deleted: int
+    quarantine_deleted: int
+    files_removed: int
+    tokens_revoked: int
+    model_versions: list[int]
+    purge_after: str | None
+
+
+@router.delete(
+    "/{device_id}",
+    response_model=ErasureOut,
+    responses=error_responses(
+        e401="no admin token", e403="not the admin token", e404="no such phone"
+    ),
+    summary="Erase a phone: its token, its lake rows and files, its latest activity (admin)",
+)
+def forget_device(
+    store: StoreDep,
+    settings: SettingsDep,
+    credentials: CredentialsDep,
+    _admin: AdminDep,
+    device_id: Annotated[str, Path(min_length=1, max_length=64)],
+) -> ErasureOut:
+    try:
+        erasure = forget(
+            device_id,
+            lake=settings.lake,
+            devices=credentials.devices,
+            registry_dir=settings.registry.dir,
+            requested_by="api:admin",
+        )
+    except UnknownDevice as error:
+        raise ApiError(404, str(error)) from None
+    store.forget(device_id)
+    return ErasureOut(**erasure.as_dict())

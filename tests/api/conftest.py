@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from common.settings import ApiSettings, RegistrySettings, WindowSettings
+from common.settings import ApiSettings, LakeSettings, RegistrySettings, WindowSettings
 from models.registry import Registry
 from tests.api.factories import publish_classifier
 
@@ -40,6 +40,7 @@ def api_settings(registry: Registry, tmp_path: Path, **overrides: object) -> Api
         "stream_status_file": tmp_path / "status" / "stream.json",
         "gateway_url": None,
         "window": WindowSettings(),
+        "lake": LakeSettings(uri=tmp_path / "lake"),
     }
     values.update(overrides)
     return ApiSettings(**values)  # type: ignore[arg-type]

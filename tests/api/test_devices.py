@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -84,3 +85,38 @@ def test_bad_paging_parameters_are_422(client: TestClient) -> None:
 def test_no_phones_yet_is_an_empty_page(client: TestClient) -> None:
     body = client.get("/v1/devices").json()
     assert body["items"] == [] and body["total"] == 0 and body["activities"] == {}
+
+
+def test_the_admin_erases_a_phone_from_the_lake_its_token_and_the_store(
+    client: TestClient, app: FastAPI, settings
+) -> None:
+    from common.erasure import erasure_log
+    from ingest.devices import DeviceRegistry
+    from simulators.windows import simulate_windows, write_lake
+    from tests.api.conftest import admin, reader
+    from tests.lake import read_lake
+
+    windows = simulate_windows(devices=2, seconds_per_device=60, device_prefix="phone-")
+    write_lake(windows, Path(settings.lake.uri))
+    phones = sorted(set(windows["device_id"]))
+    DeviceRegistry(settings.devices_file).add(phones)
+    feed(app, *(prediction(phone, "walking") for phone in phones))
+
+    assert client.delete(f"/v1/devices/{phones[0]}", headers=reader()).status_code == 403
+    anonymous = {"Authorization": ""}
+    assert client.delete(f"/v1/devices/{phones[0]}", headers=anonymous).status_code == 401
+    response = client.delete(f"/v1/devices/{phones[0]}", headers=admin())
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["device_id"] == phones[0] and body["state"] == "done"
+    assert body["windows_deleted"] == int((windows["device_id"] == phones[0]).sum())
+    assert body["tokens_revoked"] == 1 and body["requested_by"] == "api:admin"
+    assert client.get(f"/v1/devices/{phones[0]}/activity").status_code == 404
+    assert client.get(f"/v1/devices/{phones[1]}/activity").status_code == 200
+    assert set(read_lake(settings.lake)[0]["device_id"]) == {phones[1]}
+    assert [e["state"] for e in erasure_log(settings.lake)] == ["requested", "done"]
+    feed(app, prediction(phones[0], "jogging"))  # a late prediction of the erased phone
+    assert client.get(f"/v1/devices/{phones[0]}/activity").status_code == 404
+    unknown = client.delete("/v1/devices/phone-404", headers=admin())
+    assert unknown.status_code == 404 and "phone-404" in unknown.json()["detail"]

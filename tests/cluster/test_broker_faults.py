@@ -106,7 +106,7 @@ def pipeline(three_brokers: BrokerSettings, tmp_path_factory: pytest.TempPathFac
     url = f"http://127.0.0.1:{port}"
     env.update(
         {
-            "MBD_STREAM_LAKE_DIR": str(root / "lake"),
+            "MBD_LAKE_URI": str(root / "lake"),
             "MBD_STREAM_CHECKPOINT_DIR": str(root / "checkpoint"),
             "MBD_STREAM_STATUS_FILE": str(root / "stream.json"),
             "MBD_SPARK_MASTER": "local[2]",

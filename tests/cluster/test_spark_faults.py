@@ -73,7 +73,7 @@ class Services:
         folder = self.root / name
         return {
             **self.env,
-            "MBD_STREAM_LAKE_DIR": str(folder / "lake"),
+            "MBD_LAKE_URI": str(folder / "lake"),
             "MBD_STREAM_CHECKPOINT_DIR": str(folder / "checkpoint"),
             "MBD_STREAM_STATUS_FILE": str(folder / "stream.json"),
             **extra,

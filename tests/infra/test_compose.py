@@ -382,4 +382,4 @@ def test_data_volumes_are_shared_by_drivers_and_workers_at_the_same_paths() -> N
         assert mounts["checkpoints"] == "/data/checkpoints"
         assert {m for m in mounts if not m.startswith("./")} <= set(COMPOSE["volumes"])
     env = SERVICES["stream"]["environment"]
-    assert env["MBD_STREAM_LAKE_DIR"] == SERVICES["trainer"]["environment"]["MBD_TRAIN_LAKE_DIR"]
+    assert env["MBD_LAKE_URI"] == SERVICES["trainer"]["environment"]["MBD_LAKE_URI"]

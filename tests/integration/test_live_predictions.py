@@ -64,7 +64,7 @@ def test_windows_are_scored_by_the_promoted_version_and_follow_a_new_one(
     produce_fleet(kafka_broker, topic, devices=4, batches=12, faults=FaultRates())
     job.wait_until_drained(job.start(spark, settings, available_now=True))
 
-    windows, _ = read_lake(settings.lake_dir)
+    windows, _ = read_lake(settings.lake)
     predictions = read_predictions(kafka_broker, settings.kafka.predictions_topic)
     assert len(windows) > 0
     scored = {(p.device_id, p.window_start_ms, p.window_end_ms) for p in predictions}

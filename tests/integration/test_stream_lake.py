@@ -20,8 +20,9 @@ import pandas as pd
 import pytest
 
 from common.kafka import ensure_topics, make_producer
+from common.lake import lake_root, local_path
 from common.schema import batch_record_headers
-from common.settings import KafkaSettings, RegistrySettings, StreamSettings
+from common.settings import KafkaSettings, LakeSettings, RegistrySettings, StreamSettings
 from common.topics import TopicSpec
 from simulators.phone import FaultRates, Phone
 from streaming import job
@@ -56,9 +57,11 @@ def produce_fleet(kafka: KafkaSettings, topic: str, *, devices: int, batches: in
     return sent, resent
 
 
-def stream_settings(kafka: KafkaSettings, topic: str, folder: Path) -> StreamSettings:
+def stream_settings(
+    kafka: KafkaSettings, topic: str, folder: Path, *, lake_uri: str | None = None
+) -> StreamSettings:
     return StreamSettings(
-        lake_dir=folder / "lake", checkpoint_dir=folder / "checkpoint",
+        lake=LakeSettings(uri=lake_uri or folder / "lake"), checkpoint_dir=folder / "checkpoint",
         status_file=folder / "status.json", idle_flush_s=600, timer_s=5,
         registry=RegistrySettings(dir=folder / "registry"),
         kafka=kafka.model_copy(update={"readings_topic": topic,
@@ -77,7 +80,7 @@ def test_every_sample_reaches_a_window_or_the_quarantine(
     query = job.start(spark, settings, available_now=True)
     job.wait_until_drained(query)
 
-    windows, quarantine = read_lake(settings.lake_dir)
+    windows, quarantine = read_lake(settings.lake)
     counts = reconcile(sent, windows, quarantine)
     assert counts["unaccounted"] == 0 and counts["in_a_window"] > 0.9 * counts["samples"]
     assert counts["quarantined_alone"] > 0
@@ -99,6 +102,12 @@ def test_every_sample_reaches_a_window_or_the_quarantine(
         topic_end.close()
 
 
+def lake_folder(settings: StreamSettings) -> Path:
+    folder = local_path(lake_root(settings.lake))
+    assert folder is not None
+    return folder
+
+
 def run_stream(settings: StreamSettings, *args: str) -> subprocess.Popen:
     env = {
         **os.environ,
@@ -112,28 +121,32 @@ def run_stream(settings: StreamSettings, *args: str) -> subprocess.Popen:
         "MBD_STREAM_MAX_OFFSETS_PER_TRIGGER": "40",
         "MBD_SPARK_MASTER": "local[2]",
     }
-    command = [sys.executable, "-m", "infra.cli", "stream", "--lake", str(settings.lake_dir),
+    command = [sys.executable, "-m", "infra.cli", "stream", "--lake", settings.lake.uri,
                "--checkpoint", str(settings.checkpoint_dir), "--trigger", "0.5", *args]  # fmt: skip
-    log = open(settings.lake_dir.parent / "stream.log", "ab")  # noqa: SIM115 - lives with the process
+    log = open(lake_folder(settings).parent / "stream.log", "ab")  # noqa: SIM115 - lives with the process
     return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
 def test_kill_9_and_restart_give_the_same_lake(kafka_broker: KafkaSettings, tmp_path: Path) -> None:
     topic = f"readings.{uuid.uuid4().hex[:8]}"
     produce_fleet(kafka_broker, topic, devices=6, batches=30, faults=FaultRates())
-    reference = stream_settings(kafka_broker, topic, tmp_path / "reference")
+    # The reference's lake is a file:// URI outside the working directory.
+    reference = stream_settings(
+        kafka_broker, topic, tmp_path / "reference", lake_uri=f"file://{tmp_path}/reference/lake"
+    )
     crashed = stream_settings(kafka_broker, topic, tmp_path / "crashed")
     for settings in (reference, crashed):
-        settings.lake_dir.mkdir(parents=True)
+        lake_folder(settings).mkdir(parents=True)
 
     first = run_stream(crashed)
     deadline = time.monotonic() + 180
-    while time.monotonic() < deadline and not (crashed.lake_dir / "windows").exists():
+    while time.monotonic() < deadline and not (lake_folder(crashed) / "windows").exists():
         time.sleep(0.5)
     time.sleep(2)  # let it get some batches further, then pull the plug mid-run
     first.send_signal(signal.SIGKILL)
     first.wait(timeout=30)
-    assert (crashed.lake_dir / "windows").exists(), "the first run wrote nothing before the kill"
+    wrote = (lake_folder(crashed) / "windows").exists()
+    assert wrote, "the first run wrote nothing before the kill"
 
     assert run_stream(crashed, "--available-now").wait(timeout=300) == 0
     assert run_stream(reference, "--available-now").wait(timeout=300) == 0
@@ -141,13 +154,14 @@ def test_kill_9_and_restart_give_the_same_lake(kafka_broker: KafkaSettings, tmp_
         # A drained run stops its query during a batch, which must end quietly: before the
         # driver's larger stack (common.spark.DRIVER_JAVA_OPTIONS) each log had a
         # StackOverflowError, and before job.stop's filter, py4j's traceback of the batch.
-        log = (settings.lake_dir.parent / "stream.log").read_text(errors="replace")
-        assert "StackOverflowError" not in log, f"{settings.lake_dir.parent}/stream.log"
-        assert "ERROR py4j" not in log, f"{settings.lake_dir.parent}/stream.log"
+        log_file = lake_folder(settings).parent / "stream.log"
+        log = log_file.read_text(errors="replace")
+        assert "StackOverflowError" not in log, log_file
+        assert "ERROR py4j" not in log, log_file
 
     columns = ["device_id", "window_start_ms", "label", "coverage", "samples"]
-    after_crash, _ = read_lake(crashed.lake_dir)
-    uninterrupted, _ = read_lake(reference.lake_dir)
+    after_crash, _ = read_lake(crashed.lake)
+    uninterrupted, _ = read_lake(reference.lake)
     assert not after_crash.duplicated(["device_id", "window_start_ms"]).any()
     key = ["device_id", "window_start_ms"]
     left = after_crash[columns].sort_values(key).reset_index(drop=True)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from common.settings import ModelSettings, RegistrySettings, TrainSettings
+from common.settings import LakeSettings, ModelSettings, RegistrySettings, TrainSettings
 from infra.spark_cluster import standalone_cluster
 from models.build import ModelSpec, build_classifier
 from models.job import train_once
@@ -40,7 +40,7 @@ def lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def settings_for(lake: Path, registry: Path, **changes: object) -> TrainSettings:
     base: dict[str, object] = dict(
-        lake_dir=lake, registry=RegistrySettings(dir=registry), pretrain_rounds=2,
+        lake=LakeSettings(uri=lake), registry=RegistrySettings(dir=registry), pretrain_rounds=2,
         finetune_rounds=20, local_epochs=2, patience=4, partitions=2,
     )  # fmt: skip
     return TrainSettings(**{**base, **changes})
@@ -145,7 +145,7 @@ def test_a_schedule_skips_until_enough_new_windows_arrive(spark, tmp_path: Path)
     staging = registry.staging()
     (staging / "model.keras").write_bytes(b"")
     (staging / "config.json").write_text("{}")
-    count = spark.read.parquet(str(lake / "windows")).count()
+    count = spark.read.format("delta").load(str(lake / "windows")).count()
     (staging / "metrics.json").write_text(json.dumps({"data": {"lake_windows": count}}))
     registry.publish(staging)
     go, why = due(spark, settings)
@@ -202,3 +202,33 @@ def test_a_killed_training_run_leaves_the_promoted_model_as_it_was(
     assert (registry_dir / "CURRENT").read_bytes() == before
     assert [v.version for v in registry.versions()] == [1]
     assert registry.load_model() is not None
+
+
+def test_a_model_names_its_lake_snapshot_and_retraining_as_of_it_gives_the_same_figures(
+    spark, tmp_path: Path
+) -> None:
+    lake = tmp_path / "lake"
+    write_lake(simulate_windows(devices=24, seconds_per_device=400, seed=5), lake)
+    write_lake(
+        simulate_windows(devices=4, seconds_per_device=400, seed=6, device_prefix="later-"), lake
+    )
+    settings = settings_for(
+        lake,
+        tmp_path / "registry",
+        pretrain_rounds=1,
+        finetune_rounds=3,
+        min_labelled_windows=100,
+        seed=3,
+    )
+    first = train_once(spark, settings.model_copy(update={"as_of": 0}))
+    assert first.metrics["data"]["lake_version"] == 0
+    assert first.metrics["data"]["lake_devices"] == 24  # not the 4 phones of version 1
+    newest = train_once(spark, settings)
+    assert newest.metrics["data"]["lake_version"] == 1
+    assert newest.metrics["data"]["lake_devices"] == 28
+    again = train_once(spark, settings.model_copy(update={"as_of": 0}))
+    held_out = ("accuracy", "macro_f1", "confusion_matrix", "per_class")
+    assert {k: again.metrics[k] for k in held_out} == {k: first.metrics[k] for k in held_out}
+    assert again.metrics["data"] == first.metrics["data"]
+    learned = json.loads((tmp_path / "registry" / "v1" / "devices.json").read_text())
+    assert len(learned) == 24 and not any(d.startswith("later-") for d in learned)

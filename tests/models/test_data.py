@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from common.settings import TrainSettings
+from common.settings import LakeSettings, TrainSettings
 from models.data import (
     borrowed_validation_devices,
     channel_moments,
@@ -30,11 +30,13 @@ def test_the_split_is_by_device_stable_and_near_its_fractions() -> None:
 
 
 def test_spark_reads_the_lake_with_the_same_split_and_no_phone_on_two_sides(spark, tmp_path):
-    settings = TrainSettings(lake_dir=tmp_path)
+    settings = TrainSettings(lake=LakeSettings(uri=tmp_path))
     windows = hide_labels(simulate_windows(devices=30, seconds_per_device=60, seed=4),
                           keep_fraction=0.5)  # fmt: skip
     write_lake(windows, tmp_path)
-    frame = lake_windows(spark, tmp_path, settings)
+    snapshot = lake_windows(spark, settings)
+    assert snapshot.version == 0 and snapshot.erased == frozenset()
+    frame = snapshot.windows
     rows = frame.select("device_id", "split", "y").collect()
     assert len(rows) == len(windows)
     assert all(r.split == device_split(r.device_id, settings) for r in rows)
@@ -57,7 +59,8 @@ def test_windows_of_another_window_size_are_left_out(spark, tmp_path):
     windows = simulate_windows(devices=2, seconds_per_device=30, seed=1)
     windows["tensor"] = [t[:300] for t in windows["tensor"]]
     write_lake(windows, tmp_path)
-    assert lake_windows(spark, tmp_path, TrainSettings()).count() == 0
+    settings = TrainSettings(lake=LakeSettings(uri=tmp_path))
+    assert lake_windows(spark, settings).windows.count() == 0
 
 
 def test_normalisation_statistics_and_class_weights() -> None:

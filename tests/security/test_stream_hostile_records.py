@@ -21,7 +21,7 @@ import pytest
 from pyspark.sql.pandas.types import to_arrow_schema
 
 from common.schema import MAX_EPOCH_MS, MAX_INT64, MIN_EPOCH_MS
-from common.settings import StreamSettings
+from common.settings import LakeSettings, StreamSettings
 from streaming.device_windows import spark_step
 from streaming.schema import OUTPUT
 from streaming.sink import LakeWriter
@@ -111,7 +111,9 @@ class MicroBatch:
 
 def written_lake(output: pd.DataFrame, lake: Path) -> LakeWriter:
     """The lake writer's run on that output, as ``foreachBatch`` calls it."""
-    writer = LakeWriter(SETTINGS.model_copy(update={"lake_dir": lake}))
+    writer = LakeWriter(
+        SETTINGS.model_copy(update={"lake": LakeSettings(uri=str(lake))}), app_id="hostile-records"
+    )
     writer(MicroBatch(output), 0)
     return writer
 

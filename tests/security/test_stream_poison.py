@@ -70,7 +70,7 @@ def test_the_job_quarantines_poison_and_keeps_the_fleets_windows(
     query = job.start(spark, settings, available_now=True)
     job.wait_until_drained(query)  # raises what failed the query
 
-    windows, quarantine = read_lake(settings.lake_dir)
+    windows, quarantine = read_lake(settings.lake)
     fleet = {batch["device_id"] for batch in sent}
     assert set(windows["device_id"]) == fleet  # every phone of the fleet, and nothing else
     assert reconcile(sent, windows, quarantine)["unaccounted"] == 0

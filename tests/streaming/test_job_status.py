@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from common.settings import StreamSettings
+from common.settings import LakeSettings, StreamSettings
 from streaming.job import ProgressStatus
 from streaming.sink import LakeWriter
 
@@ -32,9 +32,12 @@ def progress(batch_id: int, *, behind: str = "0") -> dict[str, Any]:
 
 
 def status_thread(tmp_path: Path, *, poll_s: float) -> tuple[Query, LakeWriter, ProgressStatus]:
-    settings = StreamSettings(lake_dir=tmp_path / "lake", checkpoint_dir=tmp_path / "checkpoint",
-                              status_file=tmp_path / "status" / "stream.json",
-                              live_scoring=False)  # fmt: skip
+    settings = StreamSettings(
+        lake=LakeSettings(uri=tmp_path / "lake"),
+        checkpoint_dir=tmp_path / "checkpoint",
+        status_file=tmp_path / "status" / "stream.json",
+        live_scoring=False,
+    )
     query, writer = Query(), LakeWriter(settings)
     return query, writer, ProgressStatus(query, settings, writer, poll_s=poll_s)
 

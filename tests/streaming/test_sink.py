@@ -1,43 +1,90 @@
-"""Lake partitions of a micro-batch: a replay replaces what its first attempt wrote."""
+"""The lake writer's Delta appends: once per batch and app id, by day, without erased phones."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-import pandas as pd
 import pyarrow as pa
+from pyspark.sql.pandas.types import to_arrow_schema
 
-from streaming.sink import write_partitions
+from common.lake import append_once, dates_of, stream_app_id
+from common.settings import LakeSettings, StreamSettings
+from streaming.schema import OUTPUT
+from streaming.sink import LakeWriter
+from tests.lake import read_lake, read_table
 
 DAY_1, DAY_2 = 1_795_341_600_000, 1_795_341_600_000 + 86_400_000
 
 
 def windows(*rows: tuple[str, int]) -> pa.Table:
+    starts = pa.array([start for _, start in rows], pa.int64())
     return pa.table({
-        "device_id": [device for device, _ in rows],
-        "window_start_ms": pa.array([start for _, start in rows], pa.int64()),
+        "device_id": [device for device, _ in rows], "window_start_ms": starts,
+        "date": dates_of(starts),
     })  # fmt: skip
 
 
-def write(table: pa.Table, path: Path, batch_id: int) -> None:
-    dates = pa.chunked_array([pd.to_datetime(table.column("window_start_ms").to_numpy(),
-                                             unit="ms").strftime("%Y-%m-%d")])  # fmt: skip
-    write_partitions(table, dates, path, batch_id)
-
-
-def test_each_day_of_a_batch_gets_its_own_partition(tmp_path: Path) -> None:
-    write(windows(("a", DAY_1), ("b", DAY_2), ("c", DAY_2)), tmp_path, batch_id=7)
-    lake = pd.read_parquet(tmp_path)
+def test_each_day_of_a_batch_is_its_own_partition(tmp_path: Path) -> None:
+    assert append_once(
+        str(tmp_path), windows(("a", DAY_1), ("b", DAY_2), ("c", DAY_2)), app_id="q", version=7
+    )
+    lake = read_table(tmp_path)
     assert sorted(lake["device_id"]) == ["a", "b", "c"]
-    assert set(lake["batch_id"].astype(int)) == {7}
     folders = sorted(str(p.parent.relative_to(tmp_path)) for p in tmp_path.rglob("*.parquet"))
-    assert folders == ["date=2026-11-22/batch_id=7", "date=2026-11-23/batch_id=7"]
+    assert folders == ["date=2026-11-22", "date=2026-11-23"]
 
 
-def test_a_replayed_batch_replaces_its_first_attempt_and_nothing_else(tmp_path: Path) -> None:
-    write(windows(("a", DAY_1)), tmp_path, batch_id=1)
-    write(windows(("b", DAY_1), ("old", DAY_1)), tmp_path, batch_id=2)
-    write(windows(("b", DAY_1)), tmp_path, batch_id=2)  # the replay after a crash
-    lake = pd.read_parquet(tmp_path).sort_values("device_id")
-    assert list(lake["device_id"]) == ["a", "b"]
-    assert not list(tmp_path.glob(".*")), "no staged file is left behind"
+def test_a_replayed_batch_is_skipped_and_a_new_query_is_not(tmp_path: Path) -> None:
+    append_once(str(tmp_path), windows(("a", DAY_1)), app_id="q1", version=1)
+    append_once(str(tmp_path), windows(("b", DAY_1)), app_id="q1", version=2)
+    assert not append_once(str(tmp_path), windows(("b", DAY_1)), app_id="q1", version=2)
+    assert not append_once(str(tmp_path), windows(("late", DAY_1)), app_id="q1", version=1)
+    # a new checkpoint is a new query whose batch ids start again at 0
+    assert append_once(str(tmp_path), windows(("c", DAY_1)), app_id="q2", version=0)
+    assert sorted(read_table(tmp_path)["device_id"]) == ["a", "b", "c"]
+
+
+def test_the_app_id_is_the_query_id_kept_in_the_checkpoint(tmp_path: Path) -> None:
+    assert stream_app_id(tmp_path) is None
+    (tmp_path / "metadata").write_text(json.dumps({"id": "4f1c"}) + "\n")
+    assert stream_app_id(tmp_path) == "mbd-stream-4f1c"
+
+
+class MicroBatch:
+    def __init__(self, rows: list[dict]) -> None:
+        self.table = pa.Table.from_pylist(rows, schema=to_arrow_schema(OUTPUT))
+
+    def toArrow(self) -> pa.Table:
+        return self.table
+
+
+def window_row(device: str, start: int) -> dict:
+    return {
+        "kind": "window",
+        "device_id": device,
+        "window_start_ms": start,
+        "window_end_ms": start + 10_000,
+        "tensor": [0.0] * 600,
+        "batch_seqs": [1],
+    }
+
+
+def test_the_writer_skips_erased_phones_and_a_replay(tmp_path: Path) -> None:
+    from deltalake import write_deltalake
+
+    from common.erasure import ERASURE_SCHEMA
+
+    lake = LakeSettings(uri=tmp_path / "lake")
+    settings = StreamSettings(lake=lake, live_scoring=False)
+    erased = {name: None for name in ERASURE_SCHEMA.names} | {"device_id": "gone", "state": "done"}
+    write_deltalake(
+        str(tmp_path / "lake" / "erasures"), pa.Table.from_pylist([erased], schema=ERASURE_SCHEMA)
+    )
+    writer = LakeWriter(settings, app_id="test")
+    batch = MicroBatch([window_row("kept", DAY_1), window_row("gone", DAY_1)])
+    writer(batch, 0)
+    writer(batch, 0)  # replayed after a crash
+    stored, quarantine = read_lake(lake)
+    assert list(stored["device_id"]) == ["kept"] and quarantine.empty
+    assert writer.totals["erased_skipped"] == 2 and writer.totals["windows"] == 2
