@@ -171,3 +171,38 @@ def test_kill_9_and_restart_give_the_same_lake(kafka_broker: KafkaSettings, tmp_
                        after_crash.tensor, strict=True))  # fmt: skip
     for row in uninterrupted.itertuples():
         assert np.array_equal(tensors[(row.device_id, row.window_start_ms)], row.tensor)
+
+
+def test_an_erased_phone_stays_out_of_a_replay_of_the_raw_topic(
+    spark, kafka_broker: KafkaSettings, tmp_path: Path
+) -> None:
+    from common.erasure import forget
+    from ingest.devices import DeviceRegistry
+
+    topic = f"readings.{uuid.uuid4().hex[:8]}"
+    produce_fleet(kafka_broker, topic, devices=4, batches=12, faults=FaultRates())
+    settings = stream_settings(kafka_broker, topic, tmp_path / "first")
+    job.wait_until_drained(job.start(spark, settings, available_now=True))
+    windows, _ = read_lake(settings.lake)
+    phone = "dev-001"
+    assert phone in set(windows["device_id"])
+
+    forget(
+        phone,
+        lake=settings.lake,
+        devices=DeviceRegistry(tmp_path / "devices.json"),
+        registry_dir=tmp_path / "registry",
+        requested_by="test",
+    )
+    # A new checkpoint reads the whole raw topic again, into the same lake.
+    replay = stream_settings(kafka_broker, topic, tmp_path / "replay").model_copy(
+        update={"lake": settings.lake}
+    )
+    job.wait_until_drained(job.start(spark, replay, available_now=True))
+
+    after, quarantine = read_lake(settings.lake)
+    assert phone not in set(after["device_id"]) | set(quarantine["device_id"])
+    others = windows[windows["device_id"] != phone]
+    assert len(after) == 2 * len(others)  # the replay, a new query, wrote the others again
+    status = json.loads(replay.status_file.read_text())
+    assert status["totals"]["erased_skipped"] > 0
